@@ -19,21 +19,12 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(ts: i64, line: impl Into<Bytes>) -> Self {
-        Self {
-            ts,
-            line: line.into(),
-            metadata: Vec::new(),
-        }
+        Self { ts, line: line.into(), metadata: Vec::new() }
     }
 
     /// Bytes this entry counts for in rate limits and metrics: the line plus its metadata.
     pub fn size(&self) -> usize {
-        self.line.len()
-            + self
-                .metadata
-                .iter()
-                .map(|l| l.name.len() + l.value.len())
-                .sum::<usize>()
+        self.line.len() + self.metadata.iter().map(|l| l.name.len() + l.value.len()).sum::<usize>()
     }
 }
 
@@ -45,4 +36,14 @@ pub enum Direction {
     Forward,
     /// Newest first.
     Backward,
+}
+
+/// Entries of one validated stream, on their way from the distributor to an ingester.
+#[derive(Clone, Debug)]
+pub struct PushStream {
+    /// The stream's sorted, validated labels.
+    pub labels: crate::labels::SharedLabels,
+    /// Fingerprint of tenant + labels.
+    pub fingerprint: u64,
+    pub entries: Vec<Entry>,
 }

@@ -20,10 +20,7 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            value: value.into(),
-        }
+        Self { name: name.into(), value: value.into() }
     }
 }
 
@@ -88,10 +85,7 @@ impl Labels {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|l| l.name == name)
-            .map(|l| l.value.as_str())
+        self.0.iter().find(|l| l.name == name).map(|l| l.value.as_str())
     }
 
     pub fn as_slice(&self) -> &[Label] {
@@ -104,10 +98,7 @@ impl Labels {
 
     /// First name that appears twice, assuming the set is sorted.
     pub fn first_duplicate(&self) -> Option<&str> {
-        self.0
-            .windows(2)
-            .find(|w| w[0].name == w[1].name)
-            .map(|w| w[0].name.as_str())
+        self.0.windows(2).find(|w| w[0].name == w[1].name).map(|w| w[0].name.as_str())
     }
 
     /// Fingerprint of a stream: the tenant and the canonical label string hashed together, so the
@@ -190,10 +181,7 @@ struct Parser<'a> {
 impl Parser<'_> {
     fn err<T>(&self, msg: impl Into<String>) -> Result<T, LabelParseError> {
         let col = self.src[..self.pos.min(self.src.len())].chars().count() + 1;
-        Err(LabelParseError {
-            col,
-            msg: msg.into(),
-        })
+        Err(LabelParseError { col, msg: msg.into() })
     }
 
     fn peek(&self) -> Option<char> {
@@ -217,15 +205,8 @@ impl Parser<'_> {
                 self.pos += c.len_utf8();
                 Ok(())
             }
-            Some(c) => self.err(format!(
-                "syntax error: unexpected {}, expecting {}",
-                describe(c),
-                describe(want)
-            )),
-            None => self.err(format!(
-                "syntax error: unexpected end of input, expecting {}",
-                describe(want)
-            )),
+            Some(c) => self.err(format!("syntax error: unexpected {}, expecting {}", describe(c), describe(want))),
+            None => self.err(format!("syntax error: unexpected end of input, expecting {}", describe(want))),
         }
     }
 
@@ -243,20 +224,14 @@ impl Parser<'_> {
                     Some('=') => {
                         self.pos += 1;
                         if matches!(self.peek(), Some('~') | Some('=')) {
-                            return self.err(
-                                "syntax error: only equality matchers are allowed in a label set",
-                            );
+                            return self.err("syntax error: only equality matchers are allowed in a label set");
                         }
                     }
                     Some('!') => {
-                        return self
-                            .err("syntax error: only equality matchers are allowed in a label set");
+                        return self.err("syntax error: only equality matchers are allowed in a label set");
                     }
                     Some(c) => {
-                        return self.err(format!(
-                            "syntax error: unexpected {}, expecting =",
-                            describe(c)
-                        ));
+                        return self.err(format!("syntax error: unexpected {}, expecting =", describe(c)));
                     }
                     None => return self.err("syntax error: unexpected end of input, expecting ="),
                 }
@@ -272,10 +247,7 @@ impl Parser<'_> {
                         break;
                     }
                     Some(c) => {
-                        return self.err(format!(
-                            "syntax error: unexpected {}, expecting , or }}",
-                            describe(c)
-                        ));
+                        return self.err(format!("syntax error: unexpected {}, expecting , or }}", describe(c)));
                     }
                     None => {
                         return self.err("syntax error: unexpected end of input, expecting , or }");
@@ -285,10 +257,7 @@ impl Parser<'_> {
         }
         self.skip_ws();
         if let Some(c) = self.peek() {
-            return self.err(format!(
-                "syntax error: unexpected {} after the label set",
-                describe(c)
-            ));
+            return self.err(format!("syntax error: unexpected {} after the label set", describe(c)));
         }
         Ok(Labels(out))
     }
@@ -299,8 +268,7 @@ impl Parser<'_> {
         let bytes = self.src.as_bytes();
         while self.pos < bytes.len() {
             let c = bytes[self.pos];
-            let ok =
-                c.is_ascii_alphabetic() || c == b'_' || (self.pos > start && c.is_ascii_digit());
+            let ok = c.is_ascii_alphabetic() || c == b'_' || (self.pos > start && c.is_ascii_digit());
             if !ok {
                 break;
             }
@@ -308,10 +276,7 @@ impl Parser<'_> {
         }
         if self.pos == start {
             return match self.peek() {
-                Some(c) => self.err(format!(
-                    "syntax error: unexpected {}, expecting IDENTIFIER",
-                    describe(c)
-                )),
+                Some(c) => self.err(format!("syntax error: unexpected {}, expecting IDENTIFIER", describe(c))),
                 None => self.err("syntax error: unexpected end of input, expecting IDENTIFIER"),
             };
         }
@@ -334,10 +299,7 @@ impl Parser<'_> {
                 };
             }
             Some(c) => {
-                return self.err(format!(
-                    "syntax error: unexpected {}, expecting STRING",
-                    describe(c)
-                ));
+                return self.err(format!("syntax error: unexpected {}, expecting STRING", describe(c)));
             }
             None => return self.err("syntax error: unexpected end of input, expecting STRING"),
         }
@@ -385,11 +347,7 @@ impl Parser<'_> {
             'U' => 8,
             '0'..='7' => {
                 let rest = &self.src[self.pos..];
-                if rest.len() < 2
-                    || !rest.as_bytes()[..2]
-                        .iter()
-                        .all(|b| (b'0'..=b'7').contains(b))
-                {
+                if rest.len() < 2 || !rest.as_bytes()[..2].iter().all(|b| (b'0'..=b'7').contains(b)) {
                     return self.err("invalid syntax: bad octal escape");
                 }
                 let v = u32::from_str_radix(&format!("{c}{}", &rest[..2]), 8).unwrap_or(256);
@@ -436,9 +394,7 @@ mod tests {
 
     #[test]
     fn parses_and_prints_canonical_form() {
-        let l = Labels::parse(r#"{job="api", app = "web\"x\n"}"#)
-            .unwrap()
-            .sorted();
+        let l = Labels::parse(r#"{job="api", app = "web\"x\n"}"#).unwrap().sorted();
         assert_eq!(l.to_string(), r#"{app="web\"x\n", job="api"}"#);
         assert_eq!(l.get("job"), Some("api"));
     }
@@ -453,10 +409,7 @@ mod tests {
     #[test]
     fn rejects_malformed_input_with_position() {
         let e = Labels::parse(r#"{a="b""#).unwrap_err();
-        assert!(
-            e.to_string().starts_with("parse error at line 1, col 7"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("parse error at line 1, col 7"), "{e}");
         assert!(Labels::parse(r#"{a=~"b"}"#).is_err());
         assert!(Labels::parse(r#"{1a="b"}"#).is_err());
         assert!(Labels::parse(r#"a="b""#).is_err());

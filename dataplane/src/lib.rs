@@ -3,5 +3,19 @@
 //! Every role (distributor, ingester, querier, query frontend) lives in this crate and is started
 //! by [`server::serve`]; the `norn` binary only parses flags and configuration and calls it.
 
+pub mod chunk;
+pub mod config;
+pub mod distributor;
 pub mod entry;
+pub mod error;
+pub mod ingester;
 pub mod labels;
+pub mod limits;
+pub mod logproto;
+pub mod metrics;
+pub mod ratelimit;
+pub mod server;
+pub mod storage;
+pub mod timeutil;
+pub mod validation;
+pub mod wal;

@@ -1,1 +1,79 @@
-fn main() {}
+//! The `norn` binary: parses flags and configuration, sets up logging and the runtime, and hands
+//! over to the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use norn::config::{Config, LogFormat, flags};
+use norn::server::{self, Listeners};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = match flags::parse(std::env::args()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let cfg = match Config::load(cli.config_file.as_deref(), cli.expand_env, &cli.overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("norn: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        print!("{}", cfg.to_yaml());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&cfg);
+    let result = match cli.subcommand {
+        Some((name, _)) => Err(anyhow::anyhow!("subcommand {name} is not available yet")),
+        None => run(cfg),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("norn: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("norn")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listeners = Listeners::bind(&cfg).await.with_context(|| format!("binding {}", cfg.http.addr))?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(on_signal(shutdown.clone()));
+        server::serve(cfg, listeners, shutdown).await.context("serving")
+    })
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM, shutting down"),
+        _ = int.recv() => tracing::info!("received SIGINT, shutting down"),
+    }
+    shutdown.cancel();
+}

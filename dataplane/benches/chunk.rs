@@ -1,0 +1,251 @@
+//! Chunk format benchmarks: append + compress, block decompression, block scan and entry
+//! iteration, for every codec, on realistic log lines.
+//!
+//! Run: `cargo bench -p norn --bench chunk` for every group, or add a filter for one, e.g.
+//! `cargo bench -p norn --bench chunk -- block_decompress/zstd`. Throughput is in bytes of raw log
+//! lines, so MB/s figures compare directly with ingest rates and scan budgets. The compression
+//! ratio of every codec is printed once before the groups run.
+//!
+//! Note: the first benchmarks of a run can include page-fault costs of fresh allocations that
+//! later ones do not (glibc trims the heap between iterations); compare codecs within one run.
+//!
+//! Lines follow the load generator in `shared/bench/loadgen.py` (`line_for`): logfmt access
+//! lines and JSON job lines with random words, trace ids and numbers, timestamps ~180 ms apart,
+//! generated from a fixed seed.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use norn::chunk::{Chunk, ChunkReader, Codec, DEFAULT_BLOCK_SIZE, MemChunk};
+use norn::entry::Direction;
+
+const WORDS: [&str; 14] = [
+    "connection",
+    "timeout",
+    "retry",
+    "cache",
+    "miss",
+    "hit",
+    "upstream",
+    "backend",
+    "queue",
+    "flush",
+    "commit",
+    "rollback",
+    "session",
+    "token",
+];
+const LEVELS: [&str; 20] = [
+    "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info",
+    "warn", "warn", "warn", "error", "error", "debug",
+];
+const METHODS: [&str; 6] = ["GET", "GET", "GET", "POST", "PUT", "DELETE"];
+const PATHS: [&str; 7] = ["/api/v1/users", "/api/v1/orders", "/api/v1/items", "/healthz", "/login", "/search", "/cart"];
+
+/// Raw line bytes per benchmarked chunk: four default-size blocks.
+const CHUNK_RAW: usize = 4 * DEFAULT_BLOCK_SIZE;
+
+/// splitmix64: a tiny deterministic generator, enough for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len() as u64) as usize]
+    }
+    fn words(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.pick(&WORDS)).collect::<Vec<_>>().join(" ")
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Format {
+    Logfmt,
+    Json,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Logfmt => "logfmt",
+            Format::Json => "json",
+        }
+    }
+}
+
+fn line_for(rng: &mut Rng, format: Format) -> String {
+    let level = rng.pick(&LEVELS);
+    let status = match level {
+        "info" | "debug" => 200,
+        "warn" => [404, 429][rng.below(2) as usize],
+        _ => [500, 502, 503][rng.below(3) as usize],
+    };
+    let duration = rng.range(1, 900);
+    let trace_id = format!("{:016x}", rng.next());
+    match format {
+        Format::Json => format!(
+            r#"{{"level":"{level}","job":"{}","duration_ms":{duration},"trace_id":"{trace_id}","attempt":{},"msg":"{}"}}"#,
+            rng.pick(&WORDS),
+            rng.range(1, 5),
+            rng.words(6)
+        ),
+        Format::Logfmt => format!(
+            "level={level} method={} path={}/{} status={status} duration={duration}ms bytes={} trace_id={trace_id} msg=\"{}\"",
+            rng.pick(&METHODS),
+            rng.pick(&PATHS),
+            rng.range(1, 99_999),
+            rng.range(100, 90_000),
+            rng.words(5)
+        ),
+    }
+}
+
+/// Entries totalling at least `raw` line bytes, timestamps 180-225 ms apart.
+fn dataset(format: Format, raw: usize) -> (Vec<(i64, Vec<u8>)>, usize) {
+    let mut rng = Rng(42);
+    let mut ts = 1_700_000_000_000_000_000i64;
+    let (mut out, mut total) = (Vec::new(), 0);
+    while total < raw {
+        ts += 180_000_000 + rng.below(45_000_000) as i64;
+        let line = line_for(&mut rng, format).into_bytes();
+        total += line.len();
+        out.push((ts, line));
+    }
+    (out, total)
+}
+
+fn build(codec: Codec, entries: &[(i64, Vec<u8>)]) -> MemChunk {
+    let mut c = MemChunk::new(codec, DEFAULT_BLOCK_SIZE);
+    for (ts, line) in entries {
+        c.append(*ts, line, &[]).expect("append");
+    }
+    c.close();
+    c
+}
+
+fn encoded(codec: Codec, entries: &[(i64, Vec<u8>)]) -> Chunk {
+    let bytes: Bytes = build(codec, entries).encode();
+    Chunk::decode(bytes).expect("decode")
+}
+
+fn print_ratios() {
+    for format in [Format::Logfmt, Format::Json] {
+        let (entries, raw) = dataset(format, CHUNK_RAW);
+        let avg = raw / entries.len();
+        for codec in Codec::ALL {
+            let c = build(codec, &entries);
+            println!(
+                "ratio {:<6} {:<6}: {:.2} (raw {raw} B in {} lines of {avg} B avg, compressed {} B)",
+                format.name(),
+                codec.as_str(),
+                raw as f64 / c.compressed_size() as f64,
+                entries.len(),
+                c.compressed_size()
+            );
+        }
+    }
+}
+
+fn bench_append(c: &mut Criterion) {
+    print_ratios();
+    let mut group = c.benchmark_group("chunk_append");
+    for format in [Format::Logfmt, Format::Json] {
+        let (entries, raw) = dataset(format, CHUNK_RAW);
+        group.throughput(Throughput::Bytes(raw as u64));
+        for codec in Codec::ALL {
+            group.bench_with_input(BenchmarkId::new(codec.as_str(), format.name()), &entries, |b, entries| {
+                b.iter(|| black_box(build(codec, entries)))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_decompress(c: &mut Criterion) {
+    let mut group = c.benchmark_group("block_decompress");
+    for format in [Format::Logfmt, Format::Json] {
+        let (entries, _) = dataset(format, CHUNK_RAW);
+        for codec in Codec::ALL {
+            let chunk = encoded(codec, &entries);
+            let block = chunk.decode_block(0).expect("block");
+            group.throughput(Throughput::Bytes(block.lines_buf().len() as u64));
+            group.bench_function(BenchmarkId::new(codec.as_str(), format.name()), |b| {
+                b.iter(|| black_box(chunk.decode_block(0).expect("block")))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_scan(c: &mut Criterion) {
+    // What a substring filter costs per block: decompress, memmem over the lines, map hits.
+    let mut group = c.benchmark_group("block_scan");
+    let (entries, _) = dataset(Format::Logfmt, CHUNK_RAW);
+    let finder = memchr::memmem::Finder::new("status=503");
+    for codec in Codec::ALL {
+        let chunk = encoded(codec, &entries);
+        let raw = chunk.decode_block(0).expect("block").lines_buf().len();
+        group.throughput(Throughput::Bytes(raw as u64));
+        group.bench_function(BenchmarkId::new(codec.as_str(), "logfmt"), |b| {
+            b.iter(|| {
+                let block = chunk.decode_block(0).expect("block");
+                let mut hits = 0usize;
+                let mut last = usize::MAX;
+                for off in finder.find_iter(block.lines_buf()) {
+                    let i = block.entry_index_at(off);
+                    if i != last {
+                        hits += 1;
+                        last = i;
+                    }
+                }
+                black_box(hits)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_iter(c: &mut Criterion) {
+    let mut group = c.benchmark_group("chunk_iter");
+    let (entries, raw) = dataset(Format::Logfmt, CHUNK_RAW);
+    group.throughput(Throughput::Bytes(raw as u64));
+    for codec in Codec::ALL {
+        let chunk = encoded(codec, &entries);
+        group.bench_function(BenchmarkId::new(codec.as_str(), "forward"), |b| {
+            b.iter(|| chunk.iter(i64::MIN, i64::MAX, Direction::Forward).map(|e| e.line.len()).sum::<usize>())
+        });
+    }
+    // The ingester's view: a MemChunk with an uncompressed head, read backward.
+    let mut mem = MemChunk::new(Codec::default(), DEFAULT_BLOCK_SIZE);
+    for (ts, line) in &entries {
+        mem.append(*ts, line, &[]).expect("append");
+    }
+    group.bench_function(BenchmarkId::new("memchunk_with_head", "backward"), |b| {
+        b.iter(|| ChunkReader::iter(&mem, i64::MIN, i64::MAX, Direction::Backward).map(|e| e.line.len()).sum::<usize>())
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench_append, bench_decompress, bench_scan, bench_iter
+}
+criterion_main!(benches);

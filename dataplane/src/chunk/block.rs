@@ -1,0 +1,405 @@
+//! Cut blocks: their header, the columnar payload and its decoded, scannable form.
+//!
+//! The uncompressed payload of a block with `n` entries sorted by timestamp is four columns, in
+//! this order (`uvarint` is LEB128, 7 bits per byte, least significant group first):
+//!
+//! 1. timestamps: `n` uvarints, each the difference to the previous timestamp (the first one to
+//!    the block's `min_ts`, so it is always 0);
+//! 2. line lengths: `n` uvarints;
+//! 3. structured metadata: a uvarint symbol count `s`. When `s` is 0 no entry of the block has
+//!    metadata and the column ends (1 byte per block). Otherwise `s` symbols follow (uvarint
+//!    byte length + UTF-8 bytes; names and values share the table), then for each entry a
+//!    uvarint pair count `k` and `k` pairs of uvarint symbol ids (name, value): 1 byte for an
+//!    entry without metadata;
+//! 4. lines: every line's bytes, concatenated, up to the end of the payload.
+//!
+//! Lines come last so that [`DecodedBlock::lines_buf`] is a slice of the one decompressed
+//! buffer: the query engine runs `memchr::memmem` over it directly and maps hits back to entries
+//! with [`DecodedBlock::entry_index_at`].
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::ChunkError;
+use super::codec::{self, Codec};
+use crate::entry::Entry;
+use crate::labels::Label;
+
+/// The uncompressed header of one block, kept in the chunk's metadata section so a reader can
+/// skip blocks outside a time range and size its reads without decompressing anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockMeta {
+    /// Number of entries in the block (at least 1).
+    pub count: u32,
+    /// Smallest timestamp in the block, nanoseconds since the epoch.
+    pub min_ts: i64,
+    /// Largest timestamp in the block.
+    pub max_ts: i64,
+    /// Length of the decompressed payload: the bound for decompression.
+    pub uncompressed_len: u32,
+    /// Length of the compressed payload stored in the chunk.
+    pub compressed_len: u32,
+    /// CRC32C (Castagnoli) of the compressed payload, checked before decompressing.
+    pub crc32c: u32,
+    /// Position of the compressed payload from the start of the payload section of the encoded
+    /// chunk (the sum of the compressed lengths of the blocks before it), so it is known as
+    /// soon as the block is cut.
+    pub offset: u64,
+}
+
+impl BlockMeta {
+    /// Whether the block may hold entries in `[from, through)`.
+    pub fn overlaps(&self, from: i64, through: i64) -> bool {
+        self.max_ts >= from && self.min_ts < through
+    }
+}
+
+/// A compressed block held by a chunk: its header and a view of its payload.
+#[derive(Clone, Debug)]
+pub(crate) struct Block {
+    pub(crate) meta: BlockMeta,
+    /// The compressed payload; for a decoded [`Chunk`](super::Chunk) a slice of the object's
+    /// bytes, never a copy.
+    pub(crate) data: Bytes,
+}
+
+impl Block {
+    /// Verifies the payload checksum, decompresses and parses the block.
+    pub(crate) fn decode(&self, codec: Codec) -> Result<DecodedBlock, ChunkError> {
+        let crc = crc32c::crc32c(&self.data);
+        if crc != self.meta.crc32c {
+            return Err(ChunkError::corrupt(format!(
+                "block at offset {} fails its checksum: crc32c {crc:#010x}, header says {:#010x}",
+                self.meta.offset, self.meta.crc32c
+            )));
+        }
+        let payload = codec::decompress(codec, &self.data, self.meta.uncompressed_len as usize)?;
+        DecodedBlock::parse(payload, &self.meta)
+    }
+}
+
+/// A snapshot of one block of a chunk, detached from the chunk: it can be decoded after the
+/// chunk (or the lock guarding a [`MemChunk`](super::MemChunk)) is gone.
+///
+/// Cut blocks are held compressed and decoded on demand; the head block of a `MemChunk` is
+/// already decoded when the snapshot is taken.
+#[derive(Clone, Debug)]
+pub struct BlockHandle {
+    /// The block's header. For a head snapshot `compressed_len` and `crc32c` are 0 and
+    /// `uncompressed_len` is the size of its payload.
+    meta: BlockMeta,
+    /// The block's data in whichever form the chunk held it.
+    inner: HandleInner,
+}
+
+#[derive(Clone, Debug)]
+enum HandleInner {
+    Compressed { codec: Codec, data: Bytes },
+    Decoded(DecodedBlock),
+}
+
+impl BlockHandle {
+    pub(crate) fn compressed(codec: Codec, block: &Block) -> Self {
+        BlockHandle { meta: block.meta, inner: HandleInner::Compressed { codec, data: block.data.clone() } }
+    }
+
+    pub(crate) fn decoded(meta: BlockMeta, block: DecodedBlock) -> Self {
+        BlockHandle { meta, inner: HandleInner::Decoded(block) }
+    }
+
+    /// The block's header: entry count and time bounds.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// Whether this is an uncompressed head block snapshot rather than a cut block.
+    pub fn is_head(&self) -> bool {
+        matches!(self.inner, HandleInner::Decoded(_))
+    }
+
+    /// Decompresses (cut blocks: checksum, decompress, parse) or hands over (head) the block.
+    pub fn decode(self) -> Result<DecodedBlock, ChunkError> {
+        match self.inner {
+            HandleInner::Compressed { codec, data } => Block { meta: self.meta, data }.decode(codec),
+            HandleInner::Decoded(block) => Ok(block),
+        }
+    }
+}
+
+/// A decompressed block, ready to scan: columns decoded once, lines in one buffer.
+///
+/// Creating one costs a single decompression into a single buffer plus decoding the timestamp
+/// and length columns; `line(i)` and `lines_buf()` hand out views of that buffer.
+#[derive(Clone, Debug)]
+pub struct DecodedBlock {
+    /// Entry timestamps, non-decreasing.
+    timestamps: Vec<i64>,
+    /// `n + 1` offsets into `lines`: line `i` is `lines[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<u32>,
+    /// Every line's bytes, concatenated: a slice of the decompressed payload.
+    lines: Bytes,
+    /// The structured metadata column, absent when no entry of the block has metadata.
+    metadata: Option<Box<MetadataColumn>>,
+}
+
+/// Decoded structured metadata of a block.
+#[derive(Clone, Debug)]
+struct MetadataColumn {
+    /// Every symbol's text, concatenated (validated once, so lookups are plain slicing).
+    text: String,
+    /// Byte ranges of the symbols in `text`.
+    symbols: Vec<(u32, u32)>,
+    /// (name, value) symbol ids of every entry, concatenated.
+    pairs: Vec<(u32, u32)>,
+    /// `n + 1` offsets into `pairs`: entry `i` has `pairs[index[i]..index[i + 1]]`.
+    index: Vec<u32>,
+}
+
+impl DecodedBlock {
+    /// Parses an uncompressed payload described by `meta` (whose `count`, `min_ts` and `max_ts`
+    /// it must agree with).
+    pub(crate) fn parse(payload: Bytes, meta: &BlockMeta) -> Result<DecodedBlock, ChunkError> {
+        let n = meta.count as usize;
+        // Every entry takes at least two bytes (a timestamp and a length), so a count the
+        // payload cannot hold is rejected before allocating for it.
+        if n == 0 || n > payload.len() / 2 {
+            return Err(ChunkError::corrupt(format!("block claims {n} entries in a {} byte payload", payload.len())));
+        }
+        let mut r = Reader::new(&payload);
+        let mut timestamps = Vec::with_capacity(n);
+        let mut ts = meta.min_ts;
+        for _ in 0..n {
+            // Deltas span the whole i64 range (up to 2^64 - 1), hence the wide arithmetic.
+            let next = i128::from(ts) + i128::from(r.uvarint()?);
+            if next > i128::from(meta.max_ts) {
+                return Err(ChunkError::corrupt("block timestamp past the header's max"));
+            }
+            ts = next as i64;
+            timestamps.push(ts);
+        }
+        if timestamps.first() != Some(&meta.min_ts) || timestamps.last() != Some(&meta.max_ts) {
+            return Err(ChunkError::corrupt("block timestamps disagree with the header's bounds"));
+        }
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0u32);
+        let mut end = 0u64;
+        for _ in 0..n {
+            end += r.uvarint()?;
+            let end32 = u32::try_from(end).map_err(|_| ChunkError::corrupt("block line lengths overflow"))?;
+            offsets.push(end32);
+        }
+        let metadata = parse_metadata(&mut r, n)?;
+        let lines_start = r.pos;
+        if (payload.len() - lines_start) as u64 != end {
+            return Err(ChunkError::corrupt(format!(
+                "block line lengths add up to {end} bytes, payload holds {}",
+                payload.len() - lines_start
+            )));
+        }
+        Ok(DecodedBlock { timestamps, offsets, lines: payload.slice(lines_start..), metadata })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// Whether the block has no entries (never true for a block read from a chunk).
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// Entry timestamps, non-decreasing; equal timestamps are in append order.
+    pub fn timestamps(&self) -> &[i64] {
+        &self.timestamps
+    }
+
+    /// Every line of the block, concatenated, for searching the whole block at once.
+    pub fn lines_buf(&self) -> &Bytes {
+        &self.lines
+    }
+
+    /// The byte range of line `i` in [`lines_buf`](Self::lines_buf). Panics if `i >= len()`.
+    pub fn line_range(&self, i: usize) -> Range<usize> {
+        self.offsets[i] as usize..self.offsets[i + 1] as usize
+    }
+
+    /// Line `i` as a view of the block buffer (no copy). Panics if `i >= len()`.
+    pub fn line(&self, i: usize) -> Bytes {
+        self.lines.slice(self.line_range(i))
+    }
+
+    /// The entry whose line contains byte `byte_offset` of [`lines_buf`](Self::lines_buf):
+    /// maps a substring match back to its line. An offset at or past the end maps to the last
+    /// entry. Empty lines contain no bytes and are never returned for an offset inside another
+    /// line.
+    pub fn entry_index_at(&self, byte_offset: usize) -> usize {
+        let off = u32::try_from(byte_offset).unwrap_or(u32::MAX);
+        // The first offset after the hit ends the line holding it.
+        let next = self.offsets[1..].partition_point(|&end| end <= off);
+        next.min(self.len().saturating_sub(1))
+    }
+
+    /// Whether any entry of the block has structured metadata.
+    pub fn has_metadata(&self) -> bool {
+        self.metadata.is_some()
+    }
+
+    /// The structured metadata of entry `i` as borrowed (name, value) pairs, without
+    /// allocating. Panics if `i >= len()`.
+    pub fn metadata_pairs(&self, i: usize) -> impl Iterator<Item = (&str, &str)> + '_ {
+        assert!(i < self.len(), "entry {i} out of range");
+        self.metadata.as_deref().into_iter().flat_map(move |md| {
+            md.pairs[md.index[i] as usize..md.index[i + 1] as usize]
+                .iter()
+                .map(move |&(n, v)| (md.symbol(n), md.symbol(v)))
+        })
+    }
+
+    /// The structured metadata of entry `i`; allocates only when the entry has some.
+    pub fn metadata(&self, i: usize) -> Vec<Label> {
+        if self.metadata.is_none() {
+            return Vec::new();
+        }
+        self.metadata_pairs(i).map(|(n, v)| Label::new(n, v)).collect()
+    }
+
+    /// Entry `i` with its line as a view of the block buffer. Panics if `i >= len()`.
+    pub fn entry(&self, i: usize) -> Entry {
+        Entry { ts: self.timestamps[i], line: self.line(i), metadata: self.metadata(i) }
+    }
+
+    /// The index range of the entries with `from <= ts < through`.
+    pub fn range_of(&self, from: i64, through: i64) -> Range<usize> {
+        let start = self.timestamps.partition_point(|&t| t < from);
+        let end = self.timestamps.partition_point(|&t| t < through);
+        start..end.max(start)
+    }
+
+    /// Every (timestamp, line), in order.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (i64, &[u8])> + '_ {
+        (0..self.len()).map(|i| (self.timestamps[i], &self.lines[self.line_range(i)]))
+    }
+
+    /// Whether an entry with exactly this timestamp and line exists.
+    pub fn contains(&self, ts: i64, line: &[u8]) -> bool {
+        let start = self.timestamps.partition_point(|&t| t < ts);
+        self.timestamps[start..]
+            .iter()
+            .take_while(|&&t| t == ts)
+            .enumerate()
+            .any(|(k, _)| &self.lines[self.line_range(start + k)] == line)
+    }
+}
+
+impl MetadataColumn {
+    /// Symbol `id`; ids were validated when the column was parsed.
+    fn symbol(&self, id: u32) -> &str {
+        self.symbols.get(id as usize).and_then(|&(s, e)| self.text.get(s as usize..e as usize)).unwrap_or_default()
+    }
+}
+
+fn parse_metadata(r: &mut Reader<'_>, n: usize) -> Result<Option<Box<MetadataColumn>>, ChunkError> {
+    let nsym = r.len_prefix()?;
+    if nsym == 0 {
+        return Ok(None);
+    }
+    let mut symbols = Vec::with_capacity(nsym);
+    let mut text = String::new();
+    for _ in 0..nsym {
+        let len = r.len_prefix()?;
+        let s =
+            std::str::from_utf8(r.take(len)?).map_err(|_| ChunkError::corrupt("block metadata symbol is not utf-8"))?;
+        // The payload is at most MAX_BLOCK_UNCOMPRESSED long, so positions fit in u32.
+        let start = text.len() as u32;
+        text.push_str(s);
+        symbols.push((start, text.len() as u32));
+    }
+    let mut index = Vec::with_capacity(n + 1);
+    index.push(0u32);
+    let mut pairs = Vec::new();
+    for _ in 0..n {
+        let k = r.len_prefix()?;
+        for _ in 0..k {
+            let name = r.symbol_id(nsym)?;
+            let value = r.symbol_id(nsym)?;
+            pairs.push((name, value));
+        }
+        let total = u32::try_from(pairs.len()).map_err(|_| ChunkError::corrupt("block metadata too large"))?;
+        index.push(total);
+    }
+    Ok(Some(Box::new(MetadataColumn { text, symbols, pairs, index })))
+}
+
+/// A cursor over a payload reading LEB128 varints with bounds checks.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pub(crate) pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Reads one uvarint (at most 10 bytes, no overflow).
+    #[inline]
+    pub(crate) fn uvarint(&mut self) -> Result<u64, ChunkError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(ChunkError::corrupt("block payload truncated inside a varint"));
+            };
+            self.pos += 1;
+            if shift == 63 && b > 1 {
+                return Err(ChunkError::corrupt("block payload varint overflows"));
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(ChunkError::corrupt("block payload varint overflows"))
+    }
+
+    /// Reads a uvarint that counts or measures something in the rest of the payload, so it
+    /// cannot exceed the bytes left.
+    fn len_prefix(&mut self) -> Result<usize, ChunkError> {
+        let v = self.uvarint()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if v > left {
+            return Err(ChunkError::corrupt("block payload length prefix past its end"));
+        }
+        Ok(v as usize)
+    }
+
+    fn symbol_id(&mut self, nsym: usize) -> Result<u32, ChunkError> {
+        let v = self.uvarint()?;
+        if v >= nsym as u64 {
+            return Err(ChunkError::corrupt("block metadata symbol id out of range"));
+        }
+        Ok(v as u32)
+    }
+
+    pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8], ChunkError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| ChunkError::corrupt("block payload truncated"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+}
+
+/// Appends `v` as a uvarint.
+#[inline]
+pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}

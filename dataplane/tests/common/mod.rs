@@ -1,0 +1,220 @@
+//! Helpers shared by the integration tests: starting real `norn` processes and in-process
+//! servers on `127.0.0.1:0`, and building push bodies in every wire format.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use norn::config::{Config, flags};
+use norn::logproto;
+use norn::server::{self, Listeners};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+/// Polls `cond` until it returns `Some`, failing the test after `deadline`.
+pub fn wait_until<T>(what: &str, deadline: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `norn` process started by the test; killed when dropped.
+pub struct NornProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl NornProcess {
+    /// Starts `norn` with `args` plus `--http.addr=127.0.0.1:0`, and waits until it is ready.
+    pub fn start(dir: &Path, args: &[&str]) -> NornProcess {
+        let log = dir.join(format!(
+            "norn-{}.log",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_norn"))
+            .args(["--http.addr=127.0.0.1:0", "--log.level=info"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("starting norn");
+        let mut p = NornProcess { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log };
+        p.addr = wait_until("norn to log its http address", Duration::from_secs(60), || {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("norn exited early with {status}:\n{}", std::fs::read_to_string(&p.log).unwrap_or_default());
+            }
+            let f = std::fs::File::open(&p.log).ok()?;
+            BufReader::new(f).lines().map_while(Result::ok).find_map(|l| {
+                let at = l.find("serving http")?;
+                let rest = &l[at..];
+                let addr = rest.split_whitespace().find_map(|w| w.strip_prefix("addr="))?;
+                addr.parse().ok()
+            })
+        });
+        let addr = p.addr;
+        wait_until("norn to be ready", Duration::from_secs(60), || get_ok(addr, "/ready").then_some(()));
+        p
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SIGKILL, no chance to flush or checkpoint.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaping norn");
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        wait_until("norn to exit after SIGTERM", Duration::from_secs(60), || self.child.try_wait().ok().flatten())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NornProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking `GET` over a plain socket (usable inside or outside a runtime): whether the
+/// answer was 2xx.
+fn get_ok(addr: SocketAddr, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head[9] == b'2'
+}
+
+/// An in-process server on `127.0.0.1:0`.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts every role with the given extra flags, data in a fresh temp dir.
+    pub async fn start(extra: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data = format!("--data.dir={}", dir.path().display());
+        let mut args =
+            vec!["norn".to_string(), data, "--http.addr=127.0.0.1:0".into(), "--ingester.wal.sync=never".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let cli = flags::parse(args).unwrap();
+        let cfg = Config::load(None, false, &cli.overrides).unwrap();
+        let listeners = Listeners::bind(&cfg).await.unwrap();
+        let addr = listeners.http.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::serve(cfg, listeners, shutdown.clone()));
+        let s = TestServer { addr, shutdown, task, dir };
+        let client = ::reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = client.get(s.url("/ready")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "server not ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    norn::timeutil::now_nanos()
+}
+
+/// A snappy-compressed protobuf push body.
+pub fn proto_body(streams: &[(&str, Vec<(i64, String)>)]) -> Bytes {
+    let req = logproto::PushRequest {
+        streams: streams
+            .iter()
+            .map(|(labels, entries)| logproto::StreamAdapter {
+                labels: Bytes::from(labels.to_string()),
+                entries: entries
+                    .iter()
+                    .map(|(ts, line)| logproto::EntryAdapter {
+                        timestamp: Some(logproto::Timestamp::from_nanos(*ts)),
+                        line: Bytes::from(line.clone()),
+                        structured_metadata: vec![],
+                        parsed: vec![],
+                    })
+                    .collect(),
+                hash: 0,
+            })
+            .collect(),
+    };
+    Bytes::from(snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap())
+}
+
+/// A JSON push body (v1 shape).
+pub fn json_body(streams: &[(serde_json::Value, Vec<(i64, String)>)]) -> Vec<u8> {
+    let streams: Vec<_> = streams
+        .iter()
+        .map(|(labels, entries)| {
+            serde_json::json!({
+                "stream": labels,
+                "values": entries.iter().map(|(ts, l)| serde_json::json!([ts.to_string(), l])).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "streams": streams })).unwrap()
+}
+
+/// Every entry stored in the filesystem object store under `chunks_dir`, for `tenant`, as
+/// (labels, ts, line), read through the index and the chunk decoder.
+pub async fn stored_entries(chunks_dir: &Path, tenant: &str) -> Vec<(String, i64, String)> {
+    use std::sync::Arc;
+    let store: Arc<dyn norn::storage::ObjectStore> = Arc::new(norn::storage::FilesystemStore::new(chunks_dir).unwrap());
+    let index = norn::storage::Index::new(store.clone(), Duration::from_secs(24 * 3600));
+    let refs = index.chunks(tenant, i64::MIN / 2, i64::MAX / 2).await.unwrap();
+    let mut out = Vec::new();
+    for r in refs {
+        let bytes = store.get(&r.key).await.unwrap();
+        let chunk = norn::chunk::Chunk::decode(bytes).unwrap();
+        for e in chunk.iter(i64::MIN, i64::MAX, norn::entry::Direction::Forward) {
+            out.push((r.labels.to_string(), e.ts, String::from_utf8_lossy(&e.line).into_owned()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}

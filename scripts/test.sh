@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with the Rust toolchain.
+# Installs what the tests need when it is missing:
+#   - moto_server (PyPI moto[server]) in ./.venv, the S3 server the storage tests run against.
+# Then checks formatting and lints, and runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_moto() {
+    if [ -x .venv/bin/moto_server ]; then return; fi
+    log "installing moto[server] into .venv"
+    if ! python3 -m venv .venv 2>/dev/null; then
+        rm -rf .venv
+        log "python3-venv is missing; installing it"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        python3 -m venv .venv
+    fi
+    .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+}
+
+ensure_moto
+export NORN_MOTO_SERVER="$PWD/.venv/bin/moto_server"
+export PATH="$PWD/.venv/bin:$PATH"
+# Keep builds inside the machine: two cores, one shared target directory.
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+    cargo test --workspace --locked --doc
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
