@@ -12,6 +12,7 @@ pub mod ingester;
 pub mod labels;
 pub mod limits;
 pub mod logproto;
+pub mod logql;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;
