@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use std::future::IntoFuture;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -116,7 +117,20 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
             }
         })
     };
-    let served = server.await;
+    // Drain in-flight requests, but not for longer than `http.shutdown_timeout` once shutdown
+    // has begun.
+    let drain = cfg.http.shutdown_timeout.get();
+    let served = {
+        let server = server.into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            r = &mut server => r,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+                tracing::warn!(timeout = ?drain, "in-flight requests did not finish in time; closing them");
+                Ok(())
+            }
+        }
+    };
     stopper.abort();
     background.cancel();
     if let Some(t) = bg_task {

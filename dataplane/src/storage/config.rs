@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::units::Dur;
+use crate::config::units::{ByteSize, Dur};
 
 use serde::{Deserialize, Serialize};
 
@@ -110,12 +110,12 @@ pub struct IndexConfig {
     /// layout: it must not change once data has been written.
     pub period: Dur,
     /// `storage.index.cache_bytes`: memory for parsed index objects kept by queriers.
-    pub cache_bytes: u64,
+    pub cache_bytes: ByteSize,
 }
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { period: Dur::hours(24), cache_bytes: 64 << 20 }
+        Self { period: Dur::hours(24), cache_bytes: ByteSize::mib(64) }
     }
 }
 

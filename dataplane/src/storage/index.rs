@@ -107,7 +107,7 @@ impl Index {
     /// An index over `store` with the period and cache size of `storage.index`.
     pub fn with_config(store: Arc<dyn ObjectStore>, cfg: &IndexConfig) -> Self {
         let period_ns = i64::try_from(cfg.period.get().as_nanos()).unwrap_or(i64::MAX).max(1);
-        Self { store, period_ns, cache: IndexCache::new(cfg.cache_bytes) }
+        Self { store, period_ns, cache: IndexCache::new(cfg.cache_bytes.bytes()) }
     }
 
     /// The time span one period covers.

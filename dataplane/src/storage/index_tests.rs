@@ -17,7 +17,10 @@ use crate::labels::Labels;
 const H: i64 = 3_600_000_000_000;
 
 fn config() -> IndexConfig {
-    IndexConfig { period: crate::config::units::Dur(Duration::from_secs(3600)), cache_bytes: 1 << 20 }
+    IndexConfig {
+        period: crate::config::units::Dur(Duration::from_secs(3600)),
+        cache_bytes: crate::config::units::ByteSize(1 << 20),
+    }
 }
 
 fn labels(app: &str, pod: &str) -> Arc<Labels> {
@@ -158,7 +161,10 @@ async fn queries_are_served_from_the_cache() {
     assert_eq!((second.misses, second.hits), (5, 5));
 
     // A cache too small for everything keeps the most recent objects within its budget.
-    let tiny = Index::with_config(store, &IndexConfig { cache_bytes: first.bytes / 2, ..config() });
+    let tiny = Index::with_config(
+        store,
+        &IndexConfig { cache_bytes: crate::config::units::ByteSize(first.bytes / 2), ..config() },
+    );
     assert_eq!(tiny.chunks("t", 0, 5 * H).await.expect("chunks").len(), 5);
     let stats = tiny.cache_stats();
     assert!(stats.bytes <= first.bytes / 2 && stats.entries < 5, "{stats:?}");
