@@ -14,6 +14,7 @@ pub mod limits;
 pub mod logproto;
 pub mod logql;
 pub mod metrics;
+pub mod query;
 pub mod ratelimit;
 pub mod server;
 pub mod storage;

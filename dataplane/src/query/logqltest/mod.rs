@@ -1,0 +1,1 @@
+//! Loki's `.logqltest` conformance scripts: INTERFACE STUB — helper C implements.
