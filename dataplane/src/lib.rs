@@ -3,6 +3,7 @@
 //! Every role (distributor, ingester, querier, query frontend) lives in this crate and is started
 //! by [`server::serve`]; the `norn` binary only parses flags and configuration and calls it.
 
+pub mod api;
 pub mod chunk;
 pub mod config;
 pub mod distributor;
@@ -14,6 +15,7 @@ pub mod limits;
 pub mod logproto;
 pub mod logql;
 pub mod metrics;
+pub mod querier;
 pub mod query;
 pub mod ratelimit;
 pub mod server;

@@ -35,6 +35,7 @@ pub struct Config {
     pub log: LogConfig,
     pub distributor: DistributorConfig,
     pub ingester: IngesterConfig,
+    pub querier: crate::querier::QuerierConfig,
     pub storage: StorageConfig,
     /// Limits for every tenant without an override.
     pub limits: Limits,
@@ -388,6 +389,9 @@ impl Config {
         }
         if ing.wal.segment_size.bytes() < 64 * 1024 {
             return Err("ingester.wal.segment_size must be at least 64KiB".into());
+        }
+        if self.querier.max_concurrent == 0 {
+            return Err("querier.max_concurrent must be at least 1".into());
         }
         if self.distributor.max_recv_msg_size.bytes() == 0 {
             return Err("distributor.max_recv_msg_size must be greater than 0".into());

@@ -7,6 +7,7 @@
 //! the rotation hold, and those segments can go once the checkpoint is written.
 
 mod flush;
+pub mod read;
 mod replay;
 pub mod stream;
 pub mod walrec;
