@@ -15,7 +15,7 @@ use norn::validation;
 use prost::Message;
 
 mod common;
-use common::{Format, Rng, line_for};
+use common::{Format as LineFormat, Rng, line_for};
 
 /// (protobuf body, JSON body, raw line bytes) of one 2000-line push.
 fn bodies(now: i64) -> (Bytes, Vec<u8>, usize) {
@@ -28,7 +28,7 @@ fn bodies(now: i64) -> (Bytes, Vec<u8>, usize) {
         let mut entries = Vec::new();
         let mut values = Vec::new();
         for i in 0..250 {
-            let l = line_for(&mut rng, if s % 4 == 2 { Format::Json } else { Format::Logfmt });
+            let l = line_for(&mut rng, if s % 4 == 2 { LineFormat::Json } else { LineFormat::Logfmt });
             raw += l.len();
             let ts = now - 1_000_000_000 + i * 180_000_000;
             values.push(serde_json::json!([ts.to_string(), l]));
