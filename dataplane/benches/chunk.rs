@@ -21,112 +21,11 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use norn::chunk::{Chunk, ChunkReader, Codec, DEFAULT_BLOCK_SIZE, MemChunk};
 use norn::entry::Direction;
 
-const WORDS: [&str; 14] = [
-    "connection",
-    "timeout",
-    "retry",
-    "cache",
-    "miss",
-    "hit",
-    "upstream",
-    "backend",
-    "queue",
-    "flush",
-    "commit",
-    "rollback",
-    "session",
-    "token",
-];
-const LEVELS: [&str; 20] = [
-    "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info",
-    "warn", "warn", "warn", "error", "error", "debug",
-];
-const METHODS: [&str; 6] = ["GET", "GET", "GET", "POST", "PUT", "DELETE"];
-const PATHS: [&str; 7] = ["/api/v1/users", "/api/v1/orders", "/api/v1/items", "/healthz", "/login", "/search", "/cart"];
+mod common;
+use common::{Format, dataset};
 
 /// Raw line bytes per benchmarked chunk: four default-size blocks.
 const CHUNK_RAW: usize = 4 * DEFAULT_BLOCK_SIZE;
-
-/// splitmix64: a tiny deterministic generator, enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len() as u64) as usize]
-    }
-    fn words(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.pick(&WORDS)).collect::<Vec<_>>().join(" ")
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Format {
-    Logfmt,
-    Json,
-}
-
-impl Format {
-    fn name(self) -> &'static str {
-        match self {
-            Format::Logfmt => "logfmt",
-            Format::Json => "json",
-        }
-    }
-}
-
-fn line_for(rng: &mut Rng, format: Format) -> String {
-    let level = rng.pick(&LEVELS);
-    let status = match level {
-        "info" | "debug" => 200,
-        "warn" => [404, 429][rng.below(2) as usize],
-        _ => [500, 502, 503][rng.below(3) as usize],
-    };
-    let duration = rng.range(1, 900);
-    let trace_id = format!("{:016x}", rng.next());
-    match format {
-        Format::Json => format!(
-            r#"{{"level":"{level}","job":"{}","duration_ms":{duration},"trace_id":"{trace_id}","attempt":{},"msg":"{}"}}"#,
-            rng.pick(&WORDS),
-            rng.range(1, 5),
-            rng.words(6)
-        ),
-        Format::Logfmt => format!(
-            "level={level} method={} path={}/{} status={status} duration={duration}ms bytes={} trace_id={trace_id} msg=\"{}\"",
-            rng.pick(&METHODS),
-            rng.pick(&PATHS),
-            rng.range(1, 99_999),
-            rng.range(100, 90_000),
-            rng.words(5)
-        ),
-    }
-}
-
-/// Entries totalling at least `raw` line bytes, timestamps 180-225 ms apart.
-fn dataset(format: Format, raw: usize) -> (Vec<(i64, Vec<u8>)>, usize) {
-    let mut rng = Rng(42);
-    let mut ts = 1_700_000_000_000_000_000i64;
-    let (mut out, mut total) = (Vec::new(), 0);
-    while total < raw {
-        ts += 180_000_000 + rng.below(45_000_000) as i64;
-        let line = line_for(&mut rng, format).into_bytes();
-        total += line.len();
-        out.push((ts, line));
-    }
-    (out, total)
-}
 
 fn build(codec: Codec, entries: &[(i64, Vec<u8>)]) -> MemChunk {
     let mut c = MemChunk::new(codec, DEFAULT_BLOCK_SIZE);

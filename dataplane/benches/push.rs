@@ -14,63 +14,12 @@ use norn::logproto;
 use norn::validation;
 use prost::Message;
 
-const WORDS: &[&str] = &[
-    "connection",
-    "timeout",
-    "retry",
-    "cache",
-    "miss",
-    "hit",
-    "upstream",
-    "backend",
-    "queue",
-    "flush",
-    "commit",
-    "rollback",
-    "session",
-    "token",
-];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next() % xs.len() as u64) as usize]
-    }
-}
-
-fn line(rng: &mut Rng, json: bool) -> String {
-    let msg: Vec<&str> = (0..5).map(|_| rng.pick(WORDS)).collect();
-    if json {
-        format!(
-            r#"{{"level":"info","job":"{}","duration_ms":{},"trace_id":"{:016x}","attempt":{},"msg":"{}"}}"#,
-            rng.pick(WORDS),
-            rng.next() % 900,
-            rng.next(),
-            rng.next() % 5,
-            msg.join(" ")
-        )
-    } else {
-        format!(
-            r#"level=info method=GET path=/api/v1/users/{} status=200 duration={}ms bytes={} trace_id={:016x} msg="{}""#,
-            rng.next() % 99999,
-            rng.next() % 900,
-            rng.next() % 90000,
-            rng.next(),
-            msg.join(" ")
-        )
-    }
-}
+mod common;
+use common::{Format as LineFormat, Rng, line_for};
 
 /// (protobuf body, JSON body, raw line bytes) of one 2000-line push.
 fn bodies(now: i64) -> (Bytes, Vec<u8>, usize) {
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng(7);
     let mut raw = 0;
     let mut streams = Vec::new();
     let mut json_streams = Vec::new();
@@ -79,7 +28,7 @@ fn bodies(now: i64) -> (Bytes, Vec<u8>, usize) {
         let mut entries = Vec::new();
         let mut values = Vec::new();
         for i in 0..250 {
-            let l = line(&mut rng, s % 4 == 2);
+            let l = line_for(&mut rng, if s % 4 == 2 { LineFormat::Json } else { LineFormat::Logfmt });
             raw += l.len();
             let ts = now - 1_000_000_000 + i * 180_000_000;
             values.push(serde_json::json!([ts.to_string(), l]));

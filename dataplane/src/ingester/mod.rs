@@ -192,44 +192,26 @@ impl Ingester {
             move || streams.load(Ordering::Relaxed) as f64,
         );
         if let Some(wal) = &self.wal {
-            let w = wal.clone();
-            self.metrics.register_sampled(
-                "ingester_wal_bytes_written",
-                "Bytes written to the WAL",
-                SampleKind::Counter,
-                move || w.stats().bytes_written as f64,
-            );
-            let w = wal.clone();
-            self.metrics.register_sampled(
-                "ingester_wal_records_written",
-                "Records written to the WAL",
-                SampleKind::Counter,
-                move || w.stats().records_written as f64,
-            );
-            let w = wal.clone();
-            self.metrics.register_sampled(
-                "ingester_wal_fsyncs",
-                "fsync calls made by the WAL",
-                SampleKind::Counter,
-                move || w.stats().fsyncs as f64,
-            );
-            let w = wal.clone();
-            self.metrics.register_sampled(
-                "ingester_wal_segment_bytes",
-                "Bytes of WAL segment files on disk",
-                SampleKind::Gauge,
-                move || w.stats().segment_bytes_on_disk as f64,
-            );
-            let w = wal.clone();
-            self.metrics.register_sampled(
-                "ingester_wal_write_errors",
-                "Failed WAL writes and fsyncs",
-                SampleKind::Counter,
-                move || {
-                    let s = w.stats();
+            type Read = fn(&crate::wal::WalStats) -> f64;
+            let sampled: [(&'static str, &'static str, SampleKind, Read); 5] = [
+                ("ingester_wal_bytes_written", "Bytes written to the WAL", SampleKind::Counter, |s| {
+                    s.bytes_written as f64
+                }),
+                ("ingester_wal_records_written", "Records written to the WAL", SampleKind::Counter, |s| {
+                    s.records_written as f64
+                }),
+                ("ingester_wal_fsyncs", "fsync calls made by the WAL", SampleKind::Counter, |s| s.fsyncs as f64),
+                ("ingester_wal_segment_bytes", "Bytes of WAL segment files on disk", SampleKind::Gauge, |s| {
+                    s.segment_bytes_on_disk as f64
+                }),
+                ("ingester_wal_write_errors", "Failed WAL writes and fsyncs", SampleKind::Counter, |s| {
                     (s.write_errors + s.sync_errors) as f64
-                },
-            );
+                }),
+            ];
+            for (name, help, kind, read) in sampled {
+                let w = wal.clone();
+                self.metrics.register_sampled(name, help, kind, move || read(&w.stats()));
+            }
         }
     }
 
