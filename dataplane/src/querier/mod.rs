@@ -161,9 +161,11 @@ impl Querier {
         let value = match tokio::time::timeout(timeout, engine.query(source, &expr, params)).await {
             Ok(r) => r?,
             Err(_) => {
-                return Err(
-                    EvalError::Timeout(format!("query timed out after {}", crate::config::units::Dur(timeout))).into()
-                );
+                return Err(EvalError::Timeout(format!(
+                    "query timed out after {}",
+                    crate::config::units::Dur(timeout)
+                ))
+                .into());
             }
         };
         Ok(QueryOutput { value, stats, exec_time: started.elapsed(), queue_time })
