@@ -28,7 +28,7 @@ mod pretty;
 pub mod template;
 mod template_lex;
 mod token;
-mod units;
+pub(crate) mod units;
 
 #[cfg(test)]
 mod tests;
