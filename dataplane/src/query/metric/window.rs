@@ -1,0 +1,429 @@
+//! Range windows and the per-step accumulators of range aggregations.
+//!
+//! A range aggregation evaluated at instant `t` with range `r` and offset `o` reads the samples
+//! with `t - o - r < ts <= t - o` (the lower bound is exclusive, as in Loki). Samples are folded
+//! into per-step accumulators as they are extracted, never materialized as lines:
+//!
+//! - counts and byte sums are integers kept as difference arrays, so a sample costs O(1) however
+//!   many windows it falls in;
+//! - float sums, minima and maxima are updated in each window the sample falls in;
+//! - operations that need the whole window in order (`avg`, `stddev`, `stdvar`, `quantile`,
+//!   `first`, `last`, `rate_counter`) buffer `(ts, value)` per series and evaluate each window
+//!   over the sorted buffer.
+
+use crate::logql::RangeOp;
+
+/// The windows of a range aggregation: window `i` is `(first + i*step - range, first + i*step]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    /// End of the first window: the first evaluation instant minus the offset.
+    pub(crate) first: i64,
+    /// Distance between window ends (ns, at least 1).
+    pub(crate) step: i64,
+    /// Number of windows.
+    pub(crate) n: usize,
+    /// Window length (ns, at least 1).
+    pub(crate) range: i64,
+}
+
+impl Window {
+    /// End of window `i`.
+    pub(crate) fn end(&self, i: usize) -> i64 {
+        self.first.saturating_add(self.step.saturating_mul(i as i64))
+    }
+
+    /// The windows (`lo..=hi`) a sample at `ts` falls in, `None` when it falls in none.
+    #[inline]
+    pub(crate) fn steps_of(&self, ts: i64) -> Option<(usize, usize)> {
+        let d = ts.saturating_sub(self.first);
+        // ts <= end(i)  <=>  i >= ceil(d / step)
+        let lo = if d <= 0 { 0 } else { (d - 1) / self.step + 1 };
+        // ts > end(i) - range  <=>  i <= floor((d + range - 1) / step)
+        let top = d.saturating_add(self.range - 1);
+        if top < 0 {
+            return None;
+        }
+        let hi = (top / self.step).min(self.n as i64 - 1);
+        if lo > hi {
+            return None;
+        }
+        Some((lo as usize, hi as usize))
+    }
+
+    /// The window length in seconds, as Go's `Duration.Seconds` computes it.
+    pub(crate) fn range_seconds(&self) -> f64 {
+        let sec = self.range / 1_000_000_000;
+        let nsec = self.range % 1_000_000_000;
+        sec as f64 + nsec as f64 / 1e9
+    }
+}
+
+/// How a range operation accumulates its samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Number of samples (`count_over_time`, `rate` of lines, `absent_over_time`).
+    Count,
+    /// Number of samples and the sum of their integer values (`bytes_*`).
+    Bytes,
+    /// Sum of float values (`sum_over_time`, `rate` of unwrapped values).
+    Sum,
+    /// Smallest value (`min_over_time`).
+    Min,
+    /// Largest value (`max_over_time`).
+    Max,
+    /// Every sample, for operations that need the whole window.
+    Buffer,
+}
+
+impl Kind {
+    /// The accumulation of a range operation.
+    pub(crate) fn of(op: RangeOp, unwrapped: bool) -> Kind {
+        match op {
+            RangeOp::CountOverTime | RangeOp::AbsentOverTime => Kind::Count,
+            RangeOp::Rate if !unwrapped => Kind::Count,
+            RangeOp::Rate | RangeOp::SumOverTime => Kind::Sum,
+            RangeOp::BytesOverTime | RangeOp::BytesRate => Kind::Bytes,
+            RangeOp::MinOverTime => Kind::Min,
+            RangeOp::MaxOverTime => Kind::Max,
+            RangeOp::AvgOverTime
+            | RangeOp::StddevOverTime
+            | RangeOp::StdvarOverTime
+            | RangeOp::QuantileOverTime
+            | RangeOp::FirstOverTime
+            | RangeOp::LastOverTime
+            | RangeOp::RateCounter => Kind::Buffer,
+        }
+    }
+}
+
+/// The accumulators of every series of one range aggregation (series are dense indices).
+#[derive(Debug)]
+pub(crate) struct Acc {
+    kind: Kind,
+    /// Number of windows.
+    n: usize,
+    /// Count and Bytes: difference arrays of sample counts, `n + 1` per series. Sum, Min and
+    /// Max: sample counts per window, `n + 1` per series (the last slot unused).
+    counts: Vec<i64>,
+    /// Bytes: difference arrays of byte sums, `n + 1` per series.
+    ints: Vec<i64>,
+    /// Sum, Min and Max: the value per window, `n` per series.
+    floats: Vec<f64>,
+    /// Buffer: every `(ts, value)` per series, in segments of one work unit each.
+    buffers: Vec<Vec<Segment>>,
+    /// The work unit samples are added for (orders the segments of a buffer).
+    unit: usize,
+    /// Number of series.
+    len: usize,
+}
+
+impl Acc {
+    pub(crate) fn new(kind: Kind, n: usize) -> Acc {
+        Acc { kind, n, counts: Vec::new(), ints: Vec::new(), floats: Vec::new(), buffers: Vec::new(), unit: 0, len: 0 }
+    }
+
+    /// Sets the work unit the next samples come from. Units are numbered in stream order, so
+    /// ordering buffered samples by (timestamp, unit) is deterministic and keeps the append
+    /// order of equal timestamps within a stream.
+    pub(crate) fn set_unit(&mut self, unit: usize) {
+        self.unit = unit;
+    }
+
+    /// Adds a series without samples; returns its index.
+    pub(crate) fn push_series(&mut self) -> usize {
+        let n = self.n;
+        match self.kind {
+            Kind::Count => self.counts.resize(self.counts.len() + n + 1, 0),
+            Kind::Bytes => {
+                self.counts.resize(self.counts.len() + n + 1, 0);
+                self.ints.resize(self.ints.len() + n + 1, 0);
+            }
+            Kind::Sum | Kind::Min | Kind::Max => {
+                self.counts.resize(self.counts.len() + n + 1, 0);
+                self.floats.resize(self.floats.len() + n, 0.0);
+            }
+            Kind::Buffer => self.buffers.push(Vec::new()),
+        }
+        self.len += 1;
+        self.len - 1
+    }
+
+    /// Folds a sample of series `s`, falling in windows `lo..=hi`, into its accumulators.
+    #[inline]
+    pub(crate) fn add(&mut self, s: usize, ts: i64, value: f64, lo: usize, hi: usize) {
+        let base = s * (self.n + 1);
+        match self.kind {
+            Kind::Count => {
+                self.counts[base + lo] += 1;
+                self.counts[base + hi + 1] -= 1;
+            }
+            Kind::Bytes => {
+                self.counts[base + lo] += 1;
+                self.counts[base + hi + 1] -= 1;
+                let v = value as i64;
+                self.ints[base + lo] += v;
+                self.ints[base + hi + 1] -= v;
+            }
+            Kind::Sum => {
+                let fb = s * self.n;
+                for i in lo..=hi {
+                    self.counts[base + i] += 1;
+                    self.floats[fb + i] += value;
+                }
+            }
+            Kind::Min | Kind::Max => {
+                let fb = s * self.n;
+                let min = self.kind == Kind::Min;
+                for i in lo..=hi {
+                    let c = &mut self.counts[base + i];
+                    let cur = &mut self.floats[fb + i];
+                    // Loki keeps the first value, then replaces it by a better one or when it
+                    // is NaN: the result is the extreme of the non-NaN values, NaN if none.
+                    if *c == 0 || cur.is_nan() || (min && value < *cur) || (!min && value > *cur) {
+                        *cur = value;
+                    }
+                    *c += 1;
+                }
+            }
+            Kind::Buffer => {
+                let segs = &mut self.buffers[s];
+                match segs.last_mut() {
+                    Some(seg) if seg.unit == self.unit => seg.samples.push((ts, value)),
+                    _ => segs.push(Segment { unit: self.unit, samples: vec![(ts, value)] }),
+                }
+            }
+        }
+    }
+
+    /// Adds everything series `src` of `other` accumulated to series `dst` of `self`.
+    pub(crate) fn merge_from(&mut self, dst: usize, other: &mut Acc, src: usize) {
+        let w = self.n + 1;
+        let (d, o) = (dst * w, src * w);
+        match self.kind {
+            Kind::Count => add_slices(&mut self.counts[d..d + w], &other.counts[o..o + w]),
+            Kind::Bytes => {
+                add_slices(&mut self.counts[d..d + w], &other.counts[o..o + w]);
+                add_slices(&mut self.ints[d..d + w], &other.ints[o..o + w]);
+            }
+            Kind::Sum | Kind::Min | Kind::Max => {
+                let (fd, fo) = (dst * self.n, src * self.n);
+                for i in 0..self.n {
+                    let oc = other.counts[o + i];
+                    if oc == 0 {
+                        continue;
+                    }
+                    let ov = other.floats[fo + i];
+                    let c = self.counts[d + i];
+                    let cur = &mut self.floats[fd + i];
+                    match self.kind {
+                        Kind::Sum => *cur += ov,
+                        Kind::Min => {
+                            if c == 0 || cur.is_nan() || ov < *cur {
+                                *cur = ov;
+                            }
+                        }
+                        _ => {
+                            if c == 0 || cur.is_nan() || ov > *cur {
+                                *cur = ov;
+                            }
+                        }
+                    }
+                    self.counts[d + i] = c + oc;
+                }
+            }
+            Kind::Buffer => {
+                let mut taken = std::mem::take(&mut other.buffers[src]);
+                self.buffers[dst].append(&mut taken);
+            }
+        }
+    }
+
+    /// The values of series `s` at every window.
+    pub(crate) fn finish(&mut self, s: usize, op: RangeOp, phi: f64, w: &Window) -> Vec<Option<f64>> {
+        let n = self.n;
+        let base = s * (n + 1);
+        let secs = w.range_seconds();
+        let mut out = Vec::with_capacity(n);
+        match self.kind {
+            Kind::Count => {
+                let mut c = 0i64;
+                for i in 0..n {
+                    c += self.counts[base + i];
+                    out.push((c > 0).then(|| if op == RangeOp::Rate { c as f64 / secs } else { c as f64 }));
+                }
+            }
+            Kind::Bytes => {
+                let (mut c, mut b) = (0i64, 0i64);
+                for i in 0..n {
+                    c += self.counts[base + i];
+                    b += self.ints[base + i];
+                    out.push((c > 0).then(|| if op == RangeOp::BytesRate { b as f64 / secs } else { b as f64 }));
+                }
+            }
+            Kind::Sum | Kind::Min | Kind::Max => {
+                let fb = s * n;
+                for i in 0..n {
+                    let v = self.floats[fb + i];
+                    out.push((self.counts[base + i] > 0).then(|| if op == RangeOp::Rate { v / secs } else { v }));
+                }
+            }
+            Kind::Buffer => {
+                let mut segs = std::mem::take(&mut self.buffers[s]);
+                segs.sort_by_key(|seg| seg.unit);
+                let mut samples: Vec<(i64, f64)> = Vec::with_capacity(segs.iter().map(|g| g.samples.len()).sum());
+                for seg in segs {
+                    samples.extend_from_slice(&seg.samples);
+                }
+                // Stable: equal timestamps stay in unit order, and in append order within one.
+                samples.sort_by_key(|&(ts, _)| ts);
+                let mut scratch = Vec::new();
+                let (mut lo, mut hi) = (0usize, 0usize);
+                for i in 0..n {
+                    let end = w.end(i);
+                    let start = end.saturating_sub(w.range);
+                    while hi < samples.len() && samples[hi].0 <= end {
+                        hi += 1;
+                    }
+                    while lo < hi && samples[lo].0 <= start {
+                        lo += 1;
+                    }
+                    let win = &samples[lo..hi];
+                    out.push((!win.is_empty()).then(|| buffered(op, phi, win, start, end, secs, &mut scratch)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Samples of one series from one work unit, in timestamp order.
+#[derive(Debug)]
+struct Segment {
+    unit: usize,
+    samples: Vec<(i64, f64)>,
+}
+
+fn add_slices(dst: &mut [i64], src: &[i64]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += *s;
+    }
+}
+
+/// The value of a buffered operation over one non-empty window, in timestamp order.
+fn buffered(op: RangeOp, phi: f64, win: &[(i64, f64)], start: i64, end: i64, secs: f64, scratch: &mut Vec<f64>) -> f64 {
+    match op {
+        RangeOp::AvgOverTime => avg(win),
+        RangeOp::StdvarOverTime => stdvar(win),
+        RangeOp::StddevOverTime => stdvar(win).sqrt(),
+        RangeOp::FirstOverTime => win[0].1,
+        RangeOp::LastOverTime => win[win.len() - 1].1,
+        RangeOp::QuantileOverTime => {
+            scratch.clear();
+            scratch.extend(win.iter().map(|&(_, v)| v));
+            quantile(phi, scratch)
+        }
+        RangeOp::RateCounter => counter_rate(win, start, end, secs),
+        // Only buffered operations reach here; any other would be a planning bug, and a NaN is
+        // the least surprising answer for it.
+        _ => f64::NAN,
+    }
+}
+
+/// Loki's `avg_over_time`: an incremental mean that keeps an infinite mean when a finite value or
+/// an infinity of the same sign is added.
+fn avg(win: &[(i64, f64)]) -> f64 {
+    let (mut mean, mut count) = (0.0f64, 0.0f64);
+    for &(_, v) in win {
+        count += 1.0;
+        if mean.is_infinite() && ((v.is_infinite() && (mean > 0.0) == (v > 0.0)) || v.is_finite()) {
+            continue;
+        }
+        mean += v / count - mean / count;
+    }
+    mean
+}
+
+/// Loki's `stdvar_over_time` (Welford's online variance, population).
+fn stdvar(win: &[(i64, f64)]) -> f64 {
+    let (mut aux, mut count, mut mean) = (0.0f64, 0.0f64, 0.0f64);
+    for &(_, v) in win {
+        count += 1.0;
+        let delta = v - mean;
+        mean += delta / count;
+        aux += delta * (v - mean);
+    }
+    aux / count
+}
+
+/// Orders NaN before every number, as Loki's value heaps do.
+fn nan_first(a: &f64, b: &f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        (false, false) => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// The φ-quantile of `values` with linear interpolation between ranks (Prometheus' `quantile`):
+/// -Inf for φ < 0, +Inf for φ > 1. Reorders `values`.
+pub(crate) fn quantile(phi: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || phi.is_nan() {
+        return f64::NAN;
+    }
+    if phi < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if phi > 1.0 {
+        return f64::INFINITY;
+    }
+    let n = values.len();
+    let rank = phi * (n - 1) as f64;
+    let lower = rank.floor().max(0.0) as usize;
+    let upper = (lower + 1).min(n - 1);
+    let weight = rank - rank.floor();
+    let (_, lo, above) = values.select_nth_unstable_by(lower, nan_first);
+    let lo = *lo;
+    let hi = if upper == lower { lo } else { above.iter().copied().min_by(nan_first).unwrap_or(lo) };
+    lo * (1.0 - weight) + hi * weight
+}
+
+/// `rate_counter`: Prometheus' extrapolated rate of a counter over the window
+/// `(start, end]`, with counter resets added back, extrapolation to each edge capped at half
+/// an average sampling interval when the nearest sample is farther than 1.1 intervals, and never
+/// below the counter's zero point. A single sample gives 0.
+fn counter_rate(win: &[(i64, f64)], start: i64, end: i64, secs: f64) -> f64 {
+    if win.len() < 2 {
+        return 0.0;
+    }
+    let (t0, v0) = win[0];
+    let (t1, v1) = win[win.len() - 1];
+    let mut result = v1 - v0;
+    let mut prev = v0;
+    for &(_, v) in &win[1..] {
+        if v < prev {
+            result += prev;
+        }
+        prev = v;
+    }
+    let ns = 1e9;
+    let mut to_start = (t0 - start) as f64 / ns;
+    let mut to_end = (end - t1) as f64 / ns;
+    let sampled = (t1 - t0) as f64 / ns;
+    let average = sampled / (win.len() - 1) as f64;
+    let threshold = average * 1.1;
+    if to_start >= threshold {
+        to_start = average / 2.0;
+    }
+    if result > 0.0 && v0 >= 0.0 {
+        let to_zero = sampled * (v0 / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = average / 2.0;
+    }
+    let factor = (sampled + to_start + to_end) / sampled / secs;
+    result * factor
+}
