@@ -1,0 +1,289 @@
+//! Scanning one unit of a stream: decode its blocks, pick candidate entries, run the pipeline in
+//! direction order, and stop once the unit holds enough entries.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::Query;
+use crate::chunk::{BlockHandle, DecodedBlock};
+use crate::entry::Direction;
+use crate::labels::SharedLabels;
+use crate::query::EvalError;
+use crate::query::pipeline::{ResultLabels, StreamPipeline};
+
+/// An entry that passed the pipeline.
+#[derive(Debug, Clone)]
+pub(super) struct OutEntry {
+    pub(super) ts: i64,
+    /// The (possibly rewritten) line; a view of the decompressed block when unchanged.
+    pub(super) line: Bytes,
+    /// Index into the unit's [`UnitOutput::variants`].
+    pub(super) variant: u32,
+}
+
+/// What scanning one unit produced.
+#[derive(Debug, Default)]
+pub(super) struct UnitOutput {
+    /// Entries that passed the pipeline, in direction order.
+    pub(super) entries: Vec<OutEntry>,
+    /// The distinct result labels of `entries`.
+    pub(super) variants: Vec<ResultLabels>,
+    /// Whether the scan stopped because the unit alone holds `limit` entries the interval rule
+    /// could return: later units of the stream are not needed.
+    pub(super) reached_limit: bool,
+}
+
+impl UnitOutput {
+    /// The index of `labels` in `variants`, adding it when new. Consecutive entries nearly
+    /// always share their labels, so the last one is checked first.
+    fn variant(&mut self, labels: &ResultLabels) -> u32 {
+        if let Some(last) = self.entries.last()
+            && self.variants[last.variant as usize] == *labels
+        {
+            return last.variant;
+        }
+        if let Some(i) = self.variants.iter().position(|v| v.hash == labels.hash && v == labels) {
+            return i as u32;
+        }
+        self.variants.push(labels.clone());
+        (self.variants.len() - 1) as u32
+    }
+}
+
+/// Loki's interval rule run greedily over a sequence of entries in direction order: an entry is
+/// taken when it is the first, or at least `interval` past the last taken one (every entry when
+/// `interval` is 0). Counting taken entries bounds how far a scan has to go.
+///
+/// Why a stream (or a unit) can stop once `limit` entries are taken: the query's result is the
+/// same greedy rule run over the merge of all streams. Greedy over a sequence takes its k-th
+/// entry no later than greedy over any subsequence takes its k-th (induction on k: the
+/// superset's next pick is the first entry at least `interval` past its previous pick, which is
+/// no later than the subsequence's previous pick). So the query's `limit`-th returned entry
+/// comes no later than the `limit`-th entry taken in any one stream or unit, and entries past
+/// that point are never looked at. Entries the stream's own greedy skips can still be returned
+/// by the query, so every entry up to that point is kept.
+#[derive(Debug, Clone)]
+pub(crate) struct Greedy {
+    direction: Direction,
+    interval: i64,
+    limit: usize,
+    taken: usize,
+    last: Option<i64>,
+}
+
+impl Greedy {
+    pub(crate) fn new(direction: Direction, interval: i64, limit: usize) -> Self {
+        Greedy { direction, interval, limit, taken: 0, last: None }
+    }
+
+    /// Offers the next entry; true when it is taken.
+    pub(crate) fn offer(&mut self, ts: i64) -> bool {
+        let take = match self.last {
+            None => true,
+            Some(_) if self.interval == 0 => true,
+            Some(last) => match self.direction {
+                Direction::Forward => i128::from(ts) >= i128::from(last) + i128::from(self.interval),
+                Direction::Backward => i128::from(ts) <= i128::from(last) - i128::from(self.interval),
+            },
+        };
+        if take {
+            self.last = Some(ts);
+            self.taken += 1;
+        }
+        take
+    }
+
+    /// Whether `limit` entries were taken.
+    pub(crate) fn full(&self) -> bool {
+        self.taken >= self.limit
+    }
+}
+
+/// The entries of one decoded block a scan visits: the candidates inside the window.
+struct Cursor {
+    block: DecodedBlock,
+    /// Candidate entry indices (sorted), `None` for every entry.
+    picks: Option<Vec<usize>>,
+}
+
+/// Positions `lo..hi` into a cursor's picks (or entry indices) still to visit: forward reads at
+/// `lo`, backward at `hi - 1`.
+#[derive(Debug, Clone)]
+struct Span(Range<usize>);
+
+impl Cursor {
+    fn new(query: &Query, block: DecodedBlock) -> (Cursor, Span) {
+        let range = block.range_of(query.from, query.through);
+        let picks = query.pipeline.candidates(&block);
+        let span = match &picks {
+            None => range,
+            Some(p) => p.partition_point(|&i| i < range.start)..p.partition_point(|&i| i < range.end),
+        };
+        (Cursor { block, picks }, Span(span))
+    }
+
+    fn entry(&self, pos: usize) -> usize {
+        self.picks.as_ref().map_or(pos, |p| p[pos])
+    }
+}
+
+impl Span {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The position visited next.
+    fn peek(&self, direction: Direction) -> usize {
+        match direction {
+            Direction::Forward => self.0.start,
+            Direction::Backward => self.0.end - 1,
+        }
+    }
+
+    fn advance(&mut self, direction: Direction) {
+        match direction {
+            Direction::Forward => self.0.start += 1,
+            Direction::Backward => self.0.end -= 1,
+        }
+    }
+}
+
+/// Runs the pipeline over entries offered one at a time and collects what passes.
+struct Collector {
+    stream: StreamPipeline,
+    greedy: Greedy,
+    out: UnitOutput,
+}
+
+impl Collector {
+    /// Offers entry `i` of `block`; true when the unit has enough entries and the scan stops.
+    fn offer<'b>(&mut self, block: &'b DecodedBlock, i: usize, metadata: &mut Vec<(&'b str, &'b str)>) -> bool {
+        let ts = block.timestamps()[i];
+        let buf = block.lines_buf();
+        let line = &buf[block.line_range(i)];
+        metadata.clear();
+        if block.has_metadata() {
+            metadata.extend(block.metadata_pairs(i));
+        }
+        let Some(p) = self.stream.process(ts, line, metadata) else {
+            return false;
+        };
+        let line = line_bytes(p.line, buf);
+        let variant = self.out.variant(p.labels);
+        self.out.entries.push(OutEntry { ts, line, variant });
+        self.greedy.offer(ts);
+        if self.greedy.full() {
+            self.out.reached_limit = true;
+            return true;
+        }
+        false
+    }
+}
+
+/// The processed line as `Bytes`: a view of the block buffer when the pipeline left it there,
+/// a copy otherwise.
+fn line_bytes(line: Cow<'_, [u8]>, buf: &Bytes) -> Bytes {
+    match line {
+        Cow::Borrowed(s) => {
+            let (start, p) = (buf.as_ptr() as usize, s.as_ptr() as usize);
+            if p >= start && p + s.len() <= start + buf.len() {
+                buf.slice_ref(s)
+            } else {
+                Bytes::copy_from_slice(s)
+            }
+        }
+        Cow::Owned(v) => Bytes::from(v),
+    }
+}
+
+impl Query {
+    /// Decodes and scans one unit (a block, or blocks overlapping in time) of the stream with
+    /// `labels`.
+    pub(super) fn scan_unit(&self, labels: &SharedLabels, blocks: Vec<BlockHandle>) -> Result<UnitOutput, EvalError> {
+        let mut collector = Collector {
+            stream: self.pipeline.for_stream(labels),
+            greedy: Greedy::new(self.direction, self.interval, self.limit),
+            out: UnitOutput::default(),
+        };
+        let mut cursors = Vec::with_capacity(blocks.len());
+        let mut spans = Vec::with_capacity(blocks.len());
+        for handle in blocks {
+            let block = handle.decode().map_err(|e| EvalError::Storage(e.to_string()))?;
+            let (c, s) = Cursor::new(self, block);
+            if !s.is_empty() {
+                cursors.push(c);
+                spans.push(s);
+            }
+        }
+        match cursors.len() {
+            0 => {}
+            1 => self.scan_one(&cursors[0], &mut spans[0], &mut collector),
+            _ => self.scan_merged(&cursors, &mut spans, &mut collector),
+        }
+        Ok(collector.out)
+    }
+
+    /// A block on its own: its candidates in direction order.
+    fn scan_one(&self, cursor: &Cursor, span: &mut Span, collector: &mut Collector) {
+        let mut metadata = Vec::new();
+        while !span.is_empty() {
+            let i = cursor.entry(span.peek(self.direction));
+            span.advance(self.direction);
+            if collector.offer(&cursor.block, i, &mut metadata) {
+                return;
+            }
+        }
+    }
+
+    /// Blocks overlapping in time: merged by timestamp (ties to the block that sorts first, in
+    /// the order the stream lists them; reversed going backward), exact duplicates dropped.
+    fn scan_merged(&self, cursors: &[Cursor], spans: &mut [Span], collector: &mut Collector) {
+        let mut metadata = Vec::new();
+        // Lines already offered at the current timestamp, as (cursor, entry) pairs.
+        let mut seen: Vec<(usize, usize)> = Vec::new();
+        let mut seen_ts = None;
+        loop {
+            let mut best: Option<(usize, i64)> = None;
+            for (k, span) in spans.iter().enumerate() {
+                if span.is_empty() {
+                    continue;
+                }
+                let ts = cursors[k].block.timestamps()[cursors[k].entry(span.peek(self.direction))];
+                let better = match best {
+                    None => true,
+                    Some((_, bt)) => match self.direction {
+                        Direction::Forward => ts < bt,
+                        Direction::Backward => ts > bt || ts == bt,
+                    },
+                };
+                if better {
+                    best = Some((k, ts));
+                }
+            }
+            let Some((k, ts)) = best else {
+                return;
+            };
+            let i = cursors[k].entry(spans[k].peek(self.direction));
+            spans[k].advance(self.direction);
+            if seen_ts != Some(ts) {
+                seen_ts = Some(ts);
+                seen.clear();
+            }
+            let block = &cursors[k].block;
+            let line = &block.lines_buf()[block.line_range(i)];
+            let duplicate = seen.iter().any(|&(sk, si)| {
+                let b = &cursors[sk].block;
+                &b.lines_buf()[b.line_range(si)] == line
+            });
+            if duplicate {
+                continue;
+            }
+            seen.push((k, i));
+            if collector.offer(block, i, &mut metadata) {
+                return;
+            }
+        }
+    }
+}
