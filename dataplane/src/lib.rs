@@ -6,6 +6,7 @@
 pub mod api;
 pub mod chunk;
 pub mod config;
+pub mod conformance;
 pub mod distributor;
 pub mod entry;
 pub mod error;

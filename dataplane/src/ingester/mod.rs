@@ -220,6 +220,16 @@ impl Ingester {
         self.accepting.load(Ordering::SeqCst)
     }
 
+    /// Closes every open chunk without flushing it: later appends start new chunks.
+    pub fn close_open_chunks(&self) {
+        let tenants: Vec<_> = self.tenants.read().values().cloned().collect();
+        for t in tenants {
+            for stream in t.streams.read().values() {
+                stream.lock().close_head(CloseReason::Forced);
+            }
+        }
+    }
+
     /// Refuses new pushes from now on (graceful shutdown has begun).
     pub fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::SeqCst);

@@ -188,11 +188,7 @@ fn line_bytes(line: Cow<'_, [u8]>, buf: &Bytes) -> Bytes {
     match line {
         Cow::Borrowed(s) => {
             let (start, p) = (buf.as_ptr() as usize, s.as_ptr() as usize);
-            if p >= start && p + s.len() <= start + buf.len() {
-                buf.slice_ref(s)
-            } else {
-                Bytes::copy_from_slice(s)
-            }
+            if p >= start && p + s.len() <= start + buf.len() { buf.slice_ref(s) } else { Bytes::copy_from_slice(s) }
         }
         Cow::Owned(v) => Bytes::from(v),
     }
