@@ -53,16 +53,26 @@ pub fn check(eval: &Eval, outcome: &Result<Value, EvalFailure>) -> Result<(), St
             };
         }
         (_, Err(EvalFailure::Harness(msg))) => return Err(format!("the harness failed: {msg}")),
-        (Expect::Fail(_), Ok(v)) => return Err(format!("expected the query to fail, it returned a {}", v.result_type())),
+        (Expect::Fail(_), Ok(v)) => {
+            return Err(format!("expected the query to fail, it returned a {}", v.result_type()));
+        }
         (_, Err(EvalFailure::Query(msg))) => return Err(format!("the query failed: {msg}")),
         (_, Ok(v)) => v,
     };
     match (&eval.expect, value) {
         (Expect::Fail(_), _) => Ok(()),
-        (Expect::Empty, Value::Scalar { value, .. }) => Err(format!("expected an empty result, got scalar {}", fmt_value(*value))),
-        (Expect::Empty, Value::Vector(v)) if !v.is_empty() => Err(format!("expected an empty result, got {} series", v.len())),
-        (Expect::Empty, Value::Matrix(m)) if !m.is_empty() => Err(format!("expected an empty result, got {} series", m.len())),
-        (Expect::Empty, Value::Streams(s)) if !s.is_empty() => Err(format!("expected an empty result, got {} streams", s.len())),
+        (Expect::Empty, Value::Scalar { value, .. }) => {
+            Err(format!("expected an empty result, got scalar {}", fmt_value(*value)))
+        }
+        (Expect::Empty, Value::Vector(v)) if !v.is_empty() => {
+            Err(format!("expected an empty result, got {} series", v.len()))
+        }
+        (Expect::Empty, Value::Matrix(m)) if !m.is_empty() => {
+            Err(format!("expected an empty result, got {} series", m.len()))
+        }
+        (Expect::Empty, Value::Streams(s)) if !s.is_empty() => {
+            Err(format!("expected an empty result, got {} streams", s.len()))
+        }
         (Expect::Empty, _) => Ok(()),
         (Expect::Scalar(want), Value::Scalar { value, .. }) => {
             if values_equal(*want, *value) {
@@ -79,7 +89,11 @@ pub fn check(eval: &Eval, outcome: &Result<Value, EvalFailure>) -> Result<(), St
             for s in v {
                 let key = key(&s.labels);
                 if s.ts != at {
-                    return Err(format!("series {key} has timestamp {}, expected {}", fmt_duration(s.ts), fmt_duration(at)));
+                    return Err(format!(
+                        "series {key} has timestamp {}, expected {}",
+                        fmt_duration(s.ts),
+                        fmt_duration(at)
+                    ));
                 }
                 got.push((key, s.value));
             }
@@ -94,7 +108,11 @@ pub fn check(eval: &Eval, outcome: &Result<Value, EvalFailure>) -> Result<(), St
                         return Err(format!("position {i}: want series {wk}, got {gk}"));
                     }
                     if !values_equal(*wv, *gv) {
-                        return Err(format!("series {wk} (position {i}): want {}, got {}", fmt_value(*wv), fmt_value(*gv)));
+                        return Err(format!(
+                            "series {wk} (position {i}): want {}, got {}",
+                            fmt_value(*wv),
+                            fmt_value(*gv)
+                        ));
                     }
                 }
                 return Ok(());
@@ -134,7 +152,9 @@ pub fn check(eval: &Eval, outcome: &Result<Value, EvalFailure>) -> Result<(), St
                     let at = fmt_duration(steps[i]);
                     match (wp, gp) {
                         (None, None) => {}
-                        (None, Some(v)) => return Err(format!("series {k} at {at}: want no point, got {}", fmt_value(*v))),
+                        (None, Some(v)) => {
+                            return Err(format!("series {k} at {at}: want no point, got {}", fmt_value(*v)));
+                        }
                         (Some(_), None) => return Err(format!("series {k} at {at}: missing point")),
                         (Some(w), Some(g)) if !values_equal(*w, *g) => {
                             return Err(format!("series {k} at {at}: want {}, got {}", fmt_value(*w), fmt_value(*g)));

@@ -101,7 +101,8 @@ pub async fn run_file(path: &Path, harness: &mut dyn Harness) -> FileReport {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            let error = ScriptError { file: name.clone(), line: 0, message: format!("cannot read {}: {e}", path.display()) };
+            let error =
+                ScriptError { file: name.clone(), line: 0, message: format!("cannot read {}: {e}", path.display()) };
             return FileReport { name, error: Some(error), ..FileReport::default() };
         }
     };

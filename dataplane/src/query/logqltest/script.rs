@@ -502,9 +502,18 @@ fn parse_expectations(kind: EvalKind, block: &[(usize, &str)]) -> Result<Expect,
     }
     let kinds = [fail.is_some(), empty, scalar.is_some(), !series.is_empty(), !streams.is_empty()];
     match kinds.iter().filter(|&&k| k).count() {
-        0 => return Err((None, "eval has no expectation: give series, streams, a scalar, `expect empty` or `expect fail`".into())),
+        0 => {
+            return Err((
+                None,
+                "eval has no expectation: give series, streams, a scalar, `expect empty` or `expect fail`".into(),
+            ));
+        }
         1 => {}
-        _ => return Err((None, "conflicting expectations: give exactly one of series, streams, a scalar, `expect empty` or `expect fail`".into())),
+        _ => return Err((
+            None,
+            "conflicting expectations: give exactly one of series, streams, a scalar, `expect empty` or `expect fail`"
+                .into(),
+        )),
     }
     if ordered && (series.is_empty() || !matches!(kind, EvalKind::Instant { .. })) {
         return Err((None, "`expect ordered` needs the series of an instant query".into()));

@@ -114,7 +114,9 @@ fn eval_headers_and_params() {
     assert_eq!(only_eval(&s).query, r##"{a="#"}"##);
     assert_eq!((p.start, p.end, p.instant, p.direction), (S / 2, S / 2, true, Direction::Forward));
 
-    let s = parse("eval select from 0 to 40s backward {a=\"b\"}\n  {a=\"b\"} \"x\" @ 1s [metadata m=\"1\"] [parsed p=\"2\"]\n");
+    let s = parse(
+        "eval select from 0 to 40s backward {a=\"b\"}\n  {a=\"b\"} \"x\" @ 1s [metadata m=\"1\"] [parsed p=\"2\"]\n",
+    );
     let e = only_eval(&s);
     assert_eq!(e.kind, EvalKind::Select { start: 0, end: 40 * S, direction: Direction::Backward });
     let Expect::Streams(streams) = &e.expect else { panic!("not streams") };
@@ -198,7 +200,11 @@ fn malformed_scripts_report_file_and_line() {
         ("eval instant at 1s\n  1\n", 1, "no query"),
         ("eval select from 0s to 1s sideways q\n  expect empty\n", 1, "forward or backward"),
         ("eval instant at 1s q\n  1\n  2\n", 3, "more than one scalar"),
-        ("eval instant at 1s q\n  {a=\"1\"} \"x\" @ 1s [parsed a=\"1\"] [metadata b=\"2\"]\n", 2, "unexpected [metadata"),
+        (
+            "eval instant at 1s q\n  {a=\"1\"} \"x\" @ 1s [parsed a=\"1\"] [metadata b=\"2\"]\n",
+            2,
+            "unexpected [metadata",
+        ),
     ];
     for (text, line, msg) in cases {
         let e = parse_err(text);
@@ -395,21 +401,10 @@ async fn runner_loads_before_evals_and_reports() {
 
     // Loads: empty before a's first eval, then the three streams (x=1 twice: split by the
     // flush), nothing after clear, then empty again for b.
-    let shapes: Vec<Vec<(String, usize)>> = harness
-        .loads
-        .iter()
-        .map(|l| l.iter().map(|(labels, e)| (labels.to_string(), e.len())).collect())
-        .collect();
+    let shapes: Vec<Vec<(String, usize)>> =
+        harness.loads.iter().map(|l| l.iter().map(|(labels, e)| (labels.to_string(), e.len())).collect()).collect();
     let s = |l: &str, n| (l.to_string(), n);
-    assert_eq!(
-        shapes,
-        vec![
-            vec![],
-            vec![s(r#"{x="1"}"#, 2), s(r#"{x="2"}"#, 1), s(r#"{x="1"}"#, 1)],
-            vec![],
-            vec![],
-        ]
-    );
+    assert_eq!(shapes, vec![vec![], vec![s(r#"{x="1"}"#, 2), s(r#"{x="2"}"#, 1), s(r#"{x="1"}"#, 1)], vec![], vec![],]);
 }
 
 #[tokio::test]

@@ -89,11 +89,7 @@ pub async fn eval(source: Arc<dyn LogSource>, expr: &LogExpr, params: &QueryPara
 
 /// The `[from, through)` window a log query reads.
 pub fn window(params: &QueryParams) -> (i64, i64) {
-    if params.instant {
-        (params.end.saturating_sub(INSTANT_LOOKBACK), params.end)
-    } else {
-        (params.start, params.end)
-    }
+    if params.instant { (params.end.saturating_sub(INSTANT_LOOKBACK), params.end) } else { (params.start, params.end) }
 }
 
 /// Threads that scan blocks for one query: the machine's parallelism (log queries are CPU-bound

@@ -116,7 +116,14 @@ struct Span(Range<usize>);
 impl Cursor {
     fn new(query: &Query, block: DecodedBlock) -> (Cursor, Span) {
         let range = block.range_of(query.from, query.through);
-        let picks = query.pipeline.candidates(&block);
+        let picks = query.pipeline.candidates(&block).map(|mut p| {
+            // The contract is ascending indices; cheap to make sure of.
+            if !p.is_sorted() {
+                p.sort_unstable();
+                p.dedup();
+            }
+            p
+        });
         let span = match &picks {
             None => range,
             Some(p) => p.partition_point(|&i| i < range.start)..p.partition_point(|&i| i < range.end),
@@ -188,11 +195,7 @@ fn line_bytes(line: Cow<'_, [u8]>, buf: &Bytes) -> Bytes {
     match line {
         Cow::Borrowed(s) => {
             let (start, p) = (buf.as_ptr() as usize, s.as_ptr() as usize);
-            if p >= start && p + s.len() <= start + buf.len() {
-                buf.slice_ref(s)
-            } else {
-                Bytes::copy_from_slice(s)
-            }
+            if p >= start && p + s.len() <= start + buf.len() { buf.slice_ref(s) } else { Bytes::copy_from_slice(s) }
         }
         Cow::Owned(v) => Bytes::from(v),
     }
@@ -255,7 +258,8 @@ impl Query {
                     None => true,
                     Some((_, bt)) => match self.direction {
                         Direction::Forward => ts < bt,
-                        Direction::Backward => ts > bt || ts == bt,
+                        // Ties go to the later block: the reverse of forward order.
+                        Direction::Backward => ts >= bt,
                     },
                 };
                 if better {

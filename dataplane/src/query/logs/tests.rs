@@ -78,16 +78,27 @@ fn lines(n: usize, start: i64, step: i64, prefix: &str) -> Vec<(i64, String)> {
 
 #[tokio::test]
 async fn forward_and_backward_order_within_the_window() {
-    let source = || MemorySource::new(vec![(labels(r#"{app="a"}"#), (0..10).map(|i| Entry::new(i * S, format!("l{i}"))).collect())]);
+    let source = || {
+        MemorySource::new(vec![(labels(r#"{app="a"}"#), (0..10).map(|i| Entry::new(i * S, format!("l{i}"))).collect())])
+    };
     let fwd = run(source(), r#"{app="a"}"#, params(2 * S, 5 * S, Direction::Forward, 100)).await.unwrap();
-    assert_eq!(flat(&fwd), vec![(r#"{app="a"}"#.into(), vec![(2 * S, "l2".into()), (3 * S, "l3".into()), (4 * S, "l4".into())])]);
+    assert_eq!(
+        flat(&fwd),
+        vec![(r#"{app="a"}"#.into(), vec![(2 * S, "l2".into()), (3 * S, "l3".into()), (4 * S, "l4".into())])]
+    );
     let bwd = run(source(), r#"{app="a"}"#, params(2 * S, 5 * S, Direction::Backward, 100)).await.unwrap();
-    assert_eq!(flat(&bwd), vec![(r#"{app="a"}"#.into(), vec![(4 * S, "l4".into()), (3 * S, "l3".into()), (2 * S, "l2".into())])]);
+    assert_eq!(
+        flat(&bwd),
+        vec![(r#"{app="a"}"#.into(), vec![(4 * S, "l4".into()), (3 * S, "l3".into()), (2 * S, "l2".into())])]
+    );
 }
 
 #[tokio::test]
 async fn instant_query_looks_back_thirty_seconds() {
-    let source = MemorySource::new(vec![(labels(r#"{app="a"}"#), (0..10).map(|i| Entry::new(i * 10 * S, format!("l{i}"))).collect())]);
+    let source = MemorySource::new(vec![(
+        labels(r#"{app="a"}"#),
+        (0..10).map(|i| Entry::new(i * 10 * S, format!("l{i}"))).collect(),
+    )]);
     let p = QueryParams { instant: true, ..params(60 * S, 60 * S, Direction::Forward, 100) };
     let got = run(source, r#"{app="a"}"#, p).await.unwrap();
     // [30s, 60s): the line at 60s itself is outside.
@@ -378,7 +389,11 @@ mod needs_pipeline {
         MemorySource::new(vec![(
             labels(r#"{app="a"}"#),
             vec![
-                Entry { ts: S, line: Bytes::from_static(b"level=info msg=one"), metadata: vec![Label::new("trace", "t1")] },
+                Entry {
+                    ts: S,
+                    line: Bytes::from_static(b"level=info msg=one"),
+                    metadata: vec![Label::new("trace", "t1")],
+                },
                 Entry { ts: 2 * S, line: Bytes::from_static(b"level=error msg=two"), metadata: vec![] },
                 Entry { ts: 3 * S, line: Bytes::from_static(b"level=info msg=three"), metadata: vec![] },
             ],
@@ -387,9 +402,10 @@ mod needs_pipeline {
 
     #[tokio::test]
     async fn a_parser_splits_a_stream_by_parsed_labels() {
-        let got = run(metadata_source(), r#"{app="a"} | logfmt | drop msg"#, params(0, 10 * S, Direction::Backward, 100))
-            .await
-            .unwrap();
+        let got =
+            run(metadata_source(), r#"{app="a"} | logfmt | drop msg"#, params(0, 10 * S, Direction::Backward, 100))
+                .await
+                .unwrap();
         let names: Vec<String> = got.iter().map(|s| s.labels.to_string()).collect();
         assert_eq!(
             names,
