@@ -440,7 +440,7 @@ mod needs_pipeline {
         )
         .await
         .unwrap();
-        assert_eq!(flat(&got), vec![(r#"{app="a", level="error"}"#.into(), vec![(2 * S, "error!".into())])]);
+        assert_eq!(flat(&got), vec![(r#"{app="a", level="error", msg="two"}"#.into(), vec![(2 * S, "error!".into())])]);
     }
 
     #[tokio::test]
