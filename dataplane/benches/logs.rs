@@ -13,6 +13,9 @@
 //!   blocks of each stream.
 //! - `scan_floor`: decompress every block and run `memmem` over it on the same threads, without
 //!   the engine: the floor the needle query cannot beat.
+//!
+//! `NORN_BENCH_CPU=1` also prints each query's wall and CPU time per run: on a shared machine
+//! the CPU time (divided by the thread count) shows the cost when other load inflates wall times.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -228,14 +231,46 @@ fn bench_queries(c: &mut Criterion) {
     let mut group = c.benchmark_group("logs");
     group.throughput(Throughput::Bytes(data.raw as u64));
     let needle = log_expr(&format!(r#"{{cluster="east"}} |= "{NEEDLE}""#));
-    println!("needle: {} entries", run(&needle, &params(Direction::Forward)));
-    group.bench_function("needle", |b| b.iter(|| black_box(run(&needle, &params(Direction::Forward)))));
     let api = log_expr(r#"{app="api"}"#);
+    println!("needle: {} entries", run(&needle, &params(Direction::Forward)));
+    if std::env::var("NORN_BENCH_CPU").is_ok() {
+        report_cpu("needle", || run(&needle, &params(Direction::Forward)));
+        report_cpu("selector_limit/forward", || run(&api, &params(Direction::Forward)));
+        report_cpu("selector_limit/backward", || run(&api, &params(Direction::Backward)));
+        report_cpu("scan_floor", || scan_floor(&data));
+    }
+    group.bench_function("needle", |b| b.iter(|| black_box(run(&needle, &params(Direction::Forward)))));
     for (name, dir) in [("forward", Direction::Forward), ("backward", Direction::Backward)] {
         group.bench_function(format!("selector_limit/{name}"), |b| b.iter(|| black_box(run(&api, &params(dir)))));
     }
     group.bench_function("scan_floor", |b| b.iter(|| black_box(scan_floor(&data))));
     group.finish();
+}
+
+/// CPU time (user + system) of this process so far, from `/proc/self/stat` (Linux only).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Prints the wall and CPU time per run of `f` over a few runs.
+fn report_cpu(name: &str, mut f: impl FnMut() -> usize) {
+    const RUNS: u32 = 5;
+    let (cpu0, wall0) = (cpu_time(), std::time::Instant::now());
+    for _ in 0..RUNS {
+        black_box(f());
+    }
+    let wall = wall0.elapsed() / RUNS;
+    let cpu = cpu_time().zip(cpu0).map(|(b, a)| (b - a) / RUNS);
+    println!(
+        "{name:<24} wall {:>8.1} ms   cpu {:>8.1} ms per run",
+        wall.as_secs_f64() * 1e3,
+        cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1e3)
+    );
 }
 
 /// Every block decompressed and searched for the needle on the engine's thread count, nothing
