@@ -11,6 +11,8 @@
 //!   block decompressed and searched (target: ≤ 0.35 s on 2 cores).
 //! - `selector_limit`: `{app="api"}`, limit 1000, both directions — stops after the first
 //!   blocks of each stream.
+//! - `selector_limit_rf3`: the same over three replicas of every stream (a querier merging what
+//!   three ingesters return): blocks overlap, entries are merged and deduplicated.
 //! - `scan_floor`: decompress every block and run `memmem` over it on the same threads, without
 //!   the engine: the floor the needle query cannot beat.
 //!
@@ -144,6 +146,17 @@ impl LogSource for Dataset {
     }
 }
 
+/// Every stream of the dataset three times, as replicas returned by three ingesters.
+struct Replicated(Arc<Dataset>);
+
+#[async_trait]
+impl LogSource for Replicated {
+    async fn select(&self, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<StreamBlocks>, EvalError> {
+        let one = self.0.select(matchers, from, through).await?;
+        Ok(one.into_iter().flat_map(|s| std::iter::repeat_n(StreamBlocks { overlapping: true, ..s }, 3)).collect())
+    }
+}
+
 /// Builds the dataset on two threads.
 fn dataset(raw_target: usize) -> Dataset {
     let per_stream = raw_target / STREAMS;
@@ -242,6 +255,20 @@ fn bench_queries(c: &mut Criterion) {
     group.bench_function("needle", |b| b.iter(|| black_box(run(&needle, &params(Direction::Forward)))));
     for (name, dir) in [("forward", Direction::Forward), ("backward", Direction::Backward)] {
         group.bench_function(format!("selector_limit/{name}"), |b| b.iter(|| black_box(run(&api, &params(dir)))));
+    }
+    let replicated: Arc<dyn LogSource> = Arc::new(Replicated(data.clone()));
+    for dir in [Direction::Forward, Direction::Backward] {
+        let once = rt.block_on(logs::eval(source.clone(), &api, &params(dir))).expect("query");
+        let thrice = rt.block_on(logs::eval(replicated.clone(), &api, &params(dir))).expect("query");
+        assert_eq!(once, thrice, "replicas must merge into the same result");
+    }
+    for (name, dir) in [("forward", Direction::Forward), ("backward", Direction::Backward)] {
+        group.bench_function(format!("selector_limit_rf3/{name}"), |b| {
+            b.iter(|| match rt.block_on(logs::eval(replicated.clone(), &api, &params(dir))) {
+                Ok(Value::Streams(s)) => black_box(s.iter().map(|s| s.entries.len()).sum::<usize>()),
+                other => panic!("{other:?}"),
+            })
+        });
     }
     group.bench_function("scan_floor", |b| b.iter(|| black_box(scan_floor(&data))));
     group.finish();
