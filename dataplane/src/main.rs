@@ -27,7 +27,14 @@ fn main() -> ExitCode {
         print!("{}", cfg.to_yaml());
         return ExitCode::SUCCESS;
     }
-    init_tracing(&cfg);
+    if cli.subcommand.is_some() && cli.overrides.iter().all(|(k, _)| k.join(".") != "log.level") {
+        // A subcommand reports on stdout; only problems belong on stderr.
+        let mut quiet = cfg.clone();
+        quiet.log.level = "warn".into();
+        init_tracing(&quiet);
+    } else {
+        init_tracing(&cfg);
+    }
     let result = match cli.subcommand {
         Some(Subcommand::Logqltest { paths, from_store }) => return logqltest(paths, from_store),
         None => run(cfg),

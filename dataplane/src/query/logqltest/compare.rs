@@ -19,7 +19,8 @@ use super::{EvalFailure, go_quote_line};
 use crate::entry::Direction;
 use crate::labels::{Label, Labels};
 use crate::query::Value;
-use crate::query::value::LogEntry;
+use crate::query::logs::categorize;
+use crate::query::value::{LogEntry, StreamResult};
 
 /// The tolerance of Loki's runner.
 const EPSILON: f64 = 1e-9;
@@ -234,20 +235,9 @@ fn compare_sets<W, G>(
     Ok(())
 }
 
-/// Result streams regrouped by stream labels, as a `categorize-labels` response has them:
-/// entries of result streams sharing their stream labels merged in direction order.
-fn categorized(result: &[crate::query::value::StreamResult], direction: Direction) -> BTreeMap<String, Vec<LogEntry>> {
-    let mut out: BTreeMap<String, Vec<LogEntry>> = BTreeMap::new();
-    for s in result {
-        out.entry(key(&s.stream_labels)).or_default().extend(s.entries.iter().cloned());
-    }
-    for entries in out.values_mut() {
-        match direction {
-            Direction::Forward => entries.sort_by_key(|e| e.ts),
-            Direction::Backward => entries.sort_by_key(|e| std::cmp::Reverse(e.ts)),
-        }
-    }
-    out
+/// Result streams regrouped by stream labels, as a `categorize-labels` response has them.
+fn categorized(result: &[StreamResult], direction: Direction) -> BTreeMap<String, Vec<LogEntry>> {
+    categorize(result.to_vec(), direction).into_iter().map(|s| (key(&s.labels), s.entries)).collect()
 }
 
 fn sorted(labels: &[Label]) -> Vec<Label> {

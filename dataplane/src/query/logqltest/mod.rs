@@ -74,6 +74,7 @@ pub struct MemoryHarness {
 }
 
 impl MemoryHarness {
+    /// A harness with no data that evaluates with `engine`.
     pub fn new(engine: Engine) -> Self {
         MemoryHarness { source: Arc::new(MemorySource::default()), engine }
     }

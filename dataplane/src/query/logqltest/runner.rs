@@ -48,8 +48,11 @@ pub struct EvalReport {
 /// The outcome of one script.
 #[derive(Debug, Clone, Default)]
 pub struct FileReport {
+    /// The script's file name.
     pub name: String,
+    /// Evals run.
     pub evals: usize,
+    /// The evals that did not match.
     pub failures: Vec<EvalReport>,
     /// Set when the file could not be read or parsed.
     pub error: Option<ScriptError>,

@@ -46,6 +46,7 @@ pub struct ScriptError {
     pub file: String,
     /// 1-based line number (0 when the file could not be read at all).
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -54,6 +55,7 @@ pub struct ScriptError {
 pub struct Script {
     /// The name used in messages (usually the file name).
     pub name: String,
+    /// The commands, in script order.
     pub commands: Vec<Command>,
 }
 
@@ -100,7 +102,9 @@ pub struct Eval {
     pub text: String,
     /// The LogQL query.
     pub query: String,
+    /// When the query is evaluated.
     pub kind: EvalKind,
+    /// What it must return.
     pub expect: Expect,
 }
 
@@ -162,6 +166,7 @@ pub enum Expect {
 /// How an expected failure's message is checked.
 #[derive(Debug, Clone)]
 pub enum FailMatch {
+    /// Any error.
     Any,
     /// The message contains this text.
     Message(String),
@@ -181,14 +186,18 @@ pub struct ExpectedSeries {
 /// An expected log stream: stream labels and its lines, in result order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpectedStream {
+    /// The stream labels alone (sorted).
     pub labels: Labels,
+    /// The stream's lines, in the order the query returns them.
     pub entries: Vec<ExpectedEntry>,
 }
 
 /// An expected log line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpectedEntry {
+    /// Nanoseconds from t=0.
     pub ts: i64,
+    /// The line, exactly.
     pub line: String,
     /// The complete structured metadata of the entry, sorted.
     pub metadata: Vec<Label>,

@@ -3,7 +3,7 @@
 //! entries of the merged sequence that the interval rule returns, grouped by result labels.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use super::Query;
 use super::scan::{Greedy, OutEntry, UnitOutput};
@@ -142,4 +142,44 @@ pub(super) fn merge(
         result.push(StreamResult { labels: registry.groups[g].clone(), stream_labels, entries });
     }
     Ok(result)
+}
+
+/// The streams of a `categorize-labels` response: result streams regrouped by their stream
+/// labels alone (each entry keeps its structured metadata and parsed labels), entries of merged
+/// groups in direction order, groups sorted by label string. What Loki returns when the client
+/// asks for categorized labels: a label that only a parser or the metadata adds no longer splits
+/// a stream.
+pub fn categorize(streams: Vec<StreamResult>, direction: Direction) -> Vec<StreamResult> {
+    let mut groups: BTreeMap<String, (StreamResult, bool)> = BTreeMap::new();
+    for s in streams {
+        match groups.entry(s.stream_labels.to_string()) {
+            std::collections::btree_map::Entry::Occupied(mut g) => {
+                let (group, merged) = g.get_mut();
+                group.entries.extend(s.entries);
+                *merged = true;
+            }
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let group = StreamResult {
+                    labels: s.stream_labels.clone(),
+                    stream_labels: s.stream_labels,
+                    entries: s.entries,
+                };
+                v.insert((group, false));
+            }
+        }
+    }
+    groups
+        .into_values()
+        .map(|(mut group, merged)| {
+            if merged {
+                // Stable: entries with equal timestamps keep the order of the streams they came
+                // from, which is the order of the merged sequence.
+                match direction {
+                    Direction::Forward => group.entries.sort_by_key(|e| e.ts),
+                    Direction::Backward => group.entries.sort_by_key(|e| Reverse(e.ts)),
+                }
+            }
+            group
+        })
+        .collect()
 }

@@ -19,7 +19,8 @@
 //!   (stream labels, structured metadata and parsed labels), so one selected stream can split
 //!   into several result streams after a parser. Result streams are sorted by their label
 //!   string; entries inside a stream are in direction order. Each entry carries its structured
-//!   metadata and parsed labels for `categorize-labels` responses.
+//!   metadata and parsed labels; [`categorize`] regroups the result by stream labels for
+//!   `categorize-labels` responses.
 //! - **Duplicates.** Blocks of a stream that overlap in time (replicas, a chunk both in memory
 //!   and flushed, out-of-order appends) are merged entry by entry in timestamp order, and exact
 //!   duplicates (same timestamp and line) are returned once.
@@ -53,6 +54,7 @@ use crate::labels::SharedLabels;
 use crate::logql::LogExpr;
 use crate::query::pipeline::Pipeline;
 use crate::query::{EvalError, LogSource, QueryParams, StreamBlocks, Value};
+pub use merge::categorize;
 use scan::UnitOutput;
 
 /// How far back an instant log query reads: Loki's default `max_look_back_period`, 30 seconds.

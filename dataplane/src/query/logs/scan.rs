@@ -116,7 +116,14 @@ struct Span(Range<usize>);
 impl Cursor {
     fn new(query: &Query, block: DecodedBlock) -> (Cursor, Span) {
         let range = block.range_of(query.from, query.through);
-        let picks = query.pipeline.candidates(&block);
+        let picks = query.pipeline.candidates(&block).map(|mut p| {
+            // The contract is ascending indices; cheap to make sure of.
+            if !p.is_sorted() {
+                p.sort_unstable();
+                p.dedup();
+            }
+            p
+        });
         let span = match &picks {
             None => range,
             Some(p) => p.partition_point(|&i| i < range.start)..p.partition_point(|&i| i < range.end),
@@ -155,28 +162,43 @@ struct Collector {
     stream: StreamPipeline,
     greedy: Greedy,
     out: UnitOutput,
+    /// An empty buffer for an entry's metadata pairs, kept for its allocation.
+    spare: Vec<(&'static str, &'static str)>,
+}
+
+/// `v` emptied, for borrows of another lifetime; the allocation is reused (in-place collect).
+fn recycle<'a, 'b>(mut v: Vec<(&'a str, &'a str)>) -> Vec<(&'b str, &'b str)> {
+    v.clear();
+    // `v` is empty: the closure never runs; it only changes the lifetime of the element type.
+    v.into_iter().map(|_| ("", "")).collect()
 }
 
 impl Collector {
     /// Offers entry `i` of `block`; true when the unit has enough entries and the scan stops.
-    fn offer<'b>(&mut self, block: &'b DecodedBlock, i: usize, metadata: &mut Vec<(&'b str, &'b str)>) -> bool {
+    fn offer(&mut self, block: &DecodedBlock, i: usize) -> bool {
         let ts = block.timestamps()[i];
         let buf = block.lines_buf();
         let line = &buf[block.line_range(i)];
-        metadata.clear();
+        let mut metadata = recycle(std::mem::take(&mut self.spare));
         if block.has_metadata() {
             metadata.extend(block.metadata_pairs(i));
         }
-        let Some(p) = self.stream.process(ts, line, metadata) else {
-            return false;
+        let passed = match self.stream.process(ts, line, &metadata) {
+            Some(p) => {
+                let line = line_bytes(p.line, buf);
+                let variant = self.out.variant(p.labels);
+                self.out.entries.push(OutEntry { ts, line, variant });
+                true
+            }
+            None => false,
         };
-        let line = line_bytes(p.line, buf);
-        let variant = self.out.variant(p.labels);
-        self.out.entries.push(OutEntry { ts, line, variant });
-        self.greedy.offer(ts);
-        if self.greedy.full() {
-            self.out.reached_limit = true;
-            return true;
+        self.spare = recycle(metadata);
+        if passed {
+            self.greedy.offer(ts);
+            if self.greedy.full() {
+                self.out.reached_limit = true;
+                return true;
+            }
         }
         false
     }
@@ -194,92 +216,127 @@ fn line_bytes(line: Cow<'_, [u8]>, buf: &Bytes) -> Bytes {
     }
 }
 
+/// A block of a merged unit, opened: its cursor, what is left of it, and its rank (position
+/// in timestamp order of block starts), which breaks timestamp ties.
+struct Open {
+    cursor: Cursor,
+    span: Span,
+    rank: usize,
+}
+
 impl Query {
     /// Decodes and scans one unit (a block, or blocks overlapping in time) of the stream with
-    /// `labels`.
-    pub(super) fn scan_unit(&self, labels: &SharedLabels, blocks: Vec<BlockHandle>) -> Result<UnitOutput, EvalError> {
+    /// `labels`. The blocks come sorted by minimum timestamp.
+    pub(super) fn scan_unit(
+        &self,
+        labels: &SharedLabels,
+        mut blocks: Vec<BlockHandle>,
+    ) -> Result<UnitOutput, EvalError> {
         let mut collector = Collector {
             stream: self.pipeline.for_stream(labels),
             greedy: Greedy::new(self.direction, self.interval, self.limit),
             out: UnitOutput::default(),
+            spare: Vec::new(),
         };
-        let mut cursors = Vec::with_capacity(blocks.len());
-        let mut spans = Vec::with_capacity(blocks.len());
-        for handle in blocks {
-            let block = handle.decode().map_err(|e| EvalError::Storage(e.to_string()))?;
-            let (c, s) = Cursor::new(self, block);
-            if !s.is_empty() {
-                cursors.push(c);
-                spans.push(s);
-            }
-        }
-        match cursors.len() {
+        match blocks.len() {
             0 => {}
-            1 => self.scan_one(&cursors[0], &mut spans[0], &mut collector),
-            _ => self.scan_merged(&cursors, &mut spans, &mut collector),
+            1 => {
+                if let Some(handle) = blocks.pop() {
+                    let block = handle.decode().map_err(|e| EvalError::Storage(e.to_string()))?;
+                    let (cursor, mut span) = Cursor::new(self, block);
+                    self.scan_one(&cursor, &mut span, &mut collector);
+                }
+            }
+            _ => self.scan_merged(blocks, &mut collector)?,
         }
         Ok(collector.out)
     }
 
     /// A block on its own: its candidates in direction order.
     fn scan_one(&self, cursor: &Cursor, span: &mut Span, collector: &mut Collector) {
-        let mut metadata = Vec::new();
         while !span.is_empty() {
             let i = cursor.entry(span.peek(self.direction));
             span.advance(self.direction);
-            if collector.offer(&cursor.block, i, &mut metadata) {
+            if collector.offer(&cursor.block, i) {
                 return;
             }
         }
     }
 
-    /// Blocks overlapping in time: merged by timestamp (ties to the block that sorts first, in
-    /// the order the stream lists them; reversed going backward), exact duplicates dropped.
-    fn scan_merged(&self, cursors: &[Cursor], spans: &mut [Span], collector: &mut Collector) {
-        let mut metadata = Vec::new();
-        // Lines already offered at the current timestamp, as (cursor, entry) pairs.
-        let mut seen: Vec<(usize, usize)> = Vec::new();
+    /// Blocks overlapping in time: merged by timestamp, exact duplicates (same timestamp and
+    /// line) dropped. Equal timestamps go to the block that starts first (the stream's order for
+    /// blocks starting together), the other way round going backward. A block is decompressed
+    /// only when the merge reaches its start, and dropped when done, so a long run of overlapping
+    /// blocks (replicas of a whole stream) holds a few blocks at a time and a limit stops it early.
+    fn scan_merged(&self, blocks: Vec<BlockHandle>, collector: &mut Collector) -> Result<(), EvalError> {
+        let forward = self.direction == Direction::Forward;
+        // Blocks not yet opened, the next one last: by start in the direction of the scan.
+        let mut pending: Vec<(usize, BlockHandle)> = blocks.into_iter().enumerate().collect();
+        if forward {
+            pending.reverse();
+        } else {
+            pending.sort_by_key(|(rank, b)| (b.meta().max_ts, *rank));
+        }
+        let mut open: Vec<Open> = Vec::new();
+        // Lines already offered at the current timestamp.
+        let mut seen: Vec<Bytes> = Vec::new();
         let mut seen_ts = None;
         loop {
-            let mut best: Option<(usize, i64)> = None;
-            for (k, span) in spans.iter().enumerate() {
-                if span.is_empty() {
-                    continue;
-                }
-                let ts = cursors[k].block.timestamps()[cursors[k].entry(span.peek(self.direction))];
-                let better = match best {
+            let best = self.next_open(&open);
+            if let Some((_, next)) = pending.last() {
+                let start = if forward { next.meta().min_ts } else { next.meta().max_ts };
+                let reached = match best {
                     None => true,
-                    Some((_, bt)) => match self.direction {
-                        Direction::Forward => ts < bt,
-                        Direction::Backward => ts > bt || ts == bt,
-                    },
+                    Some((_, ts)) => (forward && start <= ts) || (!forward && start >= ts),
                 };
-                if better {
-                    best = Some((k, ts));
+                if reached && let Some((rank, handle)) = pending.pop() {
+                    let block = handle.decode().map_err(|e| EvalError::Storage(e.to_string()))?;
+                    let (cursor, span) = Cursor::new(self, block);
+                    if !span.is_empty() {
+                        open.push(Open { cursor, span, rank });
+                    }
+                    continue;
                 }
             }
             let Some((k, ts)) = best else {
-                return;
+                return Ok(());
             };
-            let i = cursors[k].entry(spans[k].peek(self.direction));
-            spans[k].advance(self.direction);
+            let o = &mut open[k];
+            let i = o.cursor.entry(o.span.peek(self.direction));
+            o.span.advance(self.direction);
+            let line = o.cursor.block.lines_buf().slice(o.cursor.block.line_range(i));
             if seen_ts != Some(ts) {
                 seen_ts = Some(ts);
                 seen.clear();
             }
-            let block = &cursors[k].block;
-            let line = &block.lines_buf()[block.line_range(i)];
-            let duplicate = seen.iter().any(|&(sk, si)| {
-                let b = &cursors[sk].block;
-                &b.lines_buf()[b.line_range(si)] == line
-            });
-            if duplicate {
-                continue;
+            if !seen.contains(&line) {
+                seen.push(line);
+                if collector.offer(&o.cursor.block, i) {
+                    return Ok(());
+                }
             }
-            seen.push((k, i));
-            if collector.offer(block, i, &mut metadata) {
-                return;
+            if o.span.is_empty() {
+                open.swap_remove(k);
             }
         }
+    }
+
+    /// The open block holding the next entry in direction order, and that entry's timestamp.
+    fn next_open(&self, open: &[Open]) -> Option<(usize, i64)> {
+        let mut best: Option<(usize, i64, usize)> = None;
+        for (k, o) in open.iter().enumerate() {
+            let ts = o.cursor.block.timestamps()[o.cursor.entry(o.span.peek(self.direction))];
+            let better = match best {
+                None => true,
+                Some((_, bt, br)) => match self.direction {
+                    Direction::Forward => (ts, o.rank) < (bt, br),
+                    Direction::Backward => (ts, o.rank) > (bt, br),
+                },
+            };
+            if better {
+                best = Some((k, ts, o.rank));
+            }
+        }
+        best.map(|(k, ts, _)| (k, ts))
     }
 }

@@ -233,6 +233,36 @@ async fn empty_results() {
     assert!(run(source(), r#"{app="a"}"#, params(0, S, Direction::Forward, 10)).await.unwrap().is_empty());
 }
 
+#[test]
+fn categorize_regroups_by_stream_labels() {
+    let l = |s: &str| Arc::new(labels(s));
+    let e = |ts: i64, line: &'static str, md: &[(&str, &str)]| crate::query::value::LogEntry {
+        ts,
+        line: Bytes::from_static(line.as_bytes()),
+        structured_metadata: md.iter().map(|(n, v)| Label::new(*n, *v)).collect(),
+        parsed: Vec::new(),
+    };
+    let result = vec![
+        StreamResult {
+            labels: l(r#"{app="a", t="1"}"#),
+            stream_labels: l(r#"{app="a"}"#),
+            entries: vec![e(3 * S, "x", &[("t", "1")]), e(S, "y", &[("t", "1")])],
+        },
+        StreamResult { labels: l(r#"{app="a"}"#), stream_labels: l(r#"{app="a"}"#), entries: vec![e(2 * S, "z", &[])] },
+        StreamResult { labels: l(r#"{app="0"}"#), stream_labels: l(r#"{app="0"}"#), entries: vec![e(2 * S, "w", &[])] },
+    ];
+    let got = super::categorize(result, Direction::Backward);
+    assert_eq!(
+        flat(&got),
+        vec![
+            (r#"{app="0"}"#.into(), vec![(2 * S, "w".into())]),
+            (r#"{app="a"}"#.into(), vec![(3 * S, "x".into()), (2 * S, "z".into()), (S, "y".into())]),
+        ]
+    );
+    assert_eq!(got[1].entries[0].structured_metadata, vec![Label::new("t", "1")]);
+    assert_eq!(got[1].stream_labels, got[1].labels);
+}
+
 /// splitmix64, for deterministic random data.
 struct Rng(u64);
 
@@ -440,7 +470,7 @@ mod needs_pipeline {
         )
         .await
         .unwrap();
-        assert_eq!(flat(&got), vec![(r#"{app="a", level="error"}"#.into(), vec![(2 * S, "error!".into())])]);
+        assert_eq!(flat(&got), vec![(r#"{app="a", level="error", msg="two"}"#.into(), vec![(2 * S, "error!".into())])]);
     }
 
     #[tokio::test]
