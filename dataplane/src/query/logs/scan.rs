@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::Query;
 use crate::chunk::{BlockHandle, DecodedBlock};
 use crate::entry::Direction;
-use crate::labels::SharedLabels;
+use crate::labels::{Label, SharedLabels};
 use crate::query::EvalError;
 use crate::query::pipeline::{ResultLabels, StreamPipeline};
 
@@ -263,8 +263,8 @@ impl Query {
         }
     }
 
-    /// Blocks overlapping in time: merged by timestamp, exact duplicates (same timestamp and
-    /// line) dropped. Equal timestamps go to the block that starts first (the stream's order for
+    /// Blocks overlapping in time: merged by timestamp, exact duplicates (same timestamp, line
+    /// and structured metadata) dropped. Equal timestamps go to the block that starts first (the stream's order for
     /// blocks starting together), the other way round going backward. A block is decompressed
     /// only when the merge reaches its start, and dropped when done, so a long run of overlapping
     /// blocks (replicas of a whole stream) holds a few blocks at a time and a limit stops it early.
@@ -278,8 +278,8 @@ impl Query {
             pending.sort_by_key(|(rank, b)| (b.meta().max_ts, *rank));
         }
         let mut open: Vec<Open> = Vec::new();
-        // Lines already offered at the current timestamp.
-        let mut seen: Vec<Bytes> = Vec::new();
+        // Lines (with their structured metadata) already offered at the current timestamp.
+        let mut seen: Vec<(Bytes, Vec<Label>)> = Vec::new();
         let mut seen_ts = None;
         loop {
             let best = self.next_open(&open);
@@ -309,8 +309,9 @@ impl Query {
                 seen_ts = Some(ts);
                 seen.clear();
             }
-            if !seen.contains(&line) {
-                seen.push(line);
+            let entry = (line, o.cursor.block.metadata(i));
+            if !seen.contains(&entry) {
+                seen.push(entry);
                 if collector.offer(&o.cursor.block, i) {
                     return Ok(());
                 }

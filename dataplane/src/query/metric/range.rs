@@ -301,7 +301,7 @@ impl UnitRun<'_> {
     }
 
     /// A stream whose blocks overlap: entries of every block merged in timestamp order, exact
-    /// duplicates (same timestamp and line) dropped.
+    /// duplicates (same timestamp, line and structured metadata) dropped.
     fn merged(&mut self, partial: &mut Partial) -> Result<(), EvalError> {
         let scan = self.scan;
         let mut blocks = Vec::new();
@@ -332,8 +332,12 @@ impl UnitRun<'_> {
             if k > 0 && order[k - 1].0 != ts {
                 run_start = k;
             }
-            let duplicate =
-                order[run_start..k].iter().any(|&(_, pb, pi)| (pb, pi) != (b, i) && line(pb, pi) == line(b, i));
+            let same_metadata = |pb: u32, pi: u32| {
+                blocks[pb as usize].metadata_pairs(pi as usize).eq(blocks[b as usize].metadata_pairs(i as usize))
+            };
+            let duplicate = order[run_start..k]
+                .iter()
+                .any(|&(_, pb, pi)| (pb, pi) != (b, i) && line(pb, pi) == line(b, i) && same_metadata(pb, pi));
             if duplicate {
                 continue;
             }
