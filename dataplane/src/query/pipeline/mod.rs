@@ -163,9 +163,10 @@ impl Pipeline {
 
     /// Indices of the entries of `block` that can pass the pipeline's leading line filters,
     /// found by searching the block's whole line buffer (memchr::memmem for substrings and for a
-    /// literal every regex or pattern match must contain) instead of line by line. `None` when
-    /// the pipeline does not start with a line filter that allows this (then every entry is a
-    /// candidate). Candidates still go through [`StreamPipeline::process`].
+    /// literal every regex or pattern match must contain) instead of line by line; a match that
+    /// spans two lines does not count. `None` when no leading positive filter has such a
+    /// substring (then every entry is a candidate). Candidates still go through
+    /// [`StreamPipeline::process`], which applies every filter exactly.
     pub fn candidates(&self, block: &DecodedBlock) -> Option<Vec<usize>> {
         let plan = self.inner.search.as_ref()?;
         Some(line_filter::candidates(plan, block))
