@@ -507,3 +507,13 @@ fn regex_required_literals() {
     assert_eq!(lit("ab{0,2}cde").as_deref(), Some("cde"));
     assert_eq!(lit("err+or").as_deref(), Some("err"));
 }
+
+#[test]
+fn pipelines_cross_threads() {
+    fn shared<T: Send + Sync>() {}
+    fn sendable<T: Send>() {}
+    shared::<Pipeline>();
+    shared::<SampleExtractor>();
+    sendable::<StreamPipeline>();
+    sendable::<StreamSampleExtractor>();
+}
