@@ -53,8 +53,6 @@ struct Added {
     cat: Category,
     name: Span,
     value: Span,
-    /// Set by a parser stage: later parsers do not overwrite it (the first value of a key wins).
-    from_parser: bool,
 }
 
 /// One label of the final set, by where it lives.
@@ -180,9 +178,10 @@ impl LineLabels {
         self.base_has(name) || self.added.iter().any(|a| a.cat == Category::Metadata && self.text(a.name) == name)
     }
 
-    /// Whether a parser already extracted `name` from this line.
+    /// Whether `name` is already a parsed label of this line (set by a parser or
+    /// `label_format`): parsers do not overwrite it, so the first value of a key wins.
     pub(crate) fn extracted_by_parser(&self, name: &str) -> bool {
-        self.find_added(name).is_some_and(|i| self.added[i].from_parser && self.added[i].cat == Category::Parsed)
+        self.find_added(name).is_some_and(|i| self.added[i].cat == Category::Parsed)
     }
 
     /// Adds one structured metadata pair: a name held by a stream label takes the `_extracted`
@@ -193,7 +192,7 @@ impl LineLabels {
             self.arena.push_str(DUPLICATE_SUFFIX);
             let name_sp = Span { start: name_sp.start, end: self.arena.len() as u32 };
             let value_sp = self.push(value);
-            self.set_spans(Category::Metadata, name_sp, value_sp, false);
+            self.set_spans(Category::Metadata, name_sp, value_sp);
             return;
         }
         match name {
@@ -202,7 +201,7 @@ impl LineLabels {
             _ => {
                 let name_sp = self.push(name);
                 let value_sp = self.push(value);
-                self.set_spans(Category::Metadata, name_sp, value_sp, false);
+                self.set_spans(Category::Metadata, name_sp, value_sp);
             }
         }
     }
@@ -212,7 +211,7 @@ impl LineLabels {
     pub(crate) fn set(&mut self, cat: Category, name: &str, value: &str) {
         let name_sp = self.push(name);
         let value_sp = self.push(value);
-        self.set_spans(cat, name_sp, value_sp, false);
+        self.set_spans(cat, name_sp, value_sp);
     }
 
     /// Sets a parsed label extracted by a parser: `name` plus `_extracted` when `suffix`, the
@@ -223,8 +222,8 @@ impl LineLabels {
     }
 
     /// Sets a parsed label (`name`, plus `_extracted` when `suffix`) whose value `write` appends
-    /// to the arena. With `first_wins`, a label a parser already extracted is left alone and
-    /// the new one counts as extracted by a parser.
+    /// to the arena. With `first_wins` (implicit parsers), an existing parsed label is left
+    /// alone.
     pub(crate) fn set_parsed_with(
         &mut self,
         name: &str,
@@ -245,26 +244,25 @@ impl LineLabels {
         let vstart = self.arena.len() as u32;
         write(&mut self.arena);
         let value_sp = Span { start: vstart, end: self.arena.len() as u32 };
-        self.set_spans(Category::Parsed, name_sp, value_sp, first_wins);
+        self.set_spans(Category::Parsed, name_sp, value_sp);
     }
 
-    fn set_spans(&mut self, cat: Category, name: Span, value: Span, from_parser: bool) {
+    fn set_spans(&mut self, cat: Category, name: Span, value: Span) {
         // A name lives in one source at a time, so at most one entry matches.
         match self.find_added(&self.arena[name.range()]) {
             Some(i) => {
                 let a = &mut self.added[i];
                 if a.cat == cat {
                     a.value = value;
-                    a.from_parser |= from_parser;
                 } else if cat == Category::Parsed {
                     // A parsed label hides a metadata label of the same name.
-                    *a = Added { cat, name, value, from_parser };
+                    *a = Added { cat, name, value };
                 }
                 // A metadata label never replaces a parsed one.
             }
             None => {
                 self.added_bloom |= bloom_bit(&self.arena[name.range()]);
-                self.added.push(Added { cat, name, value, from_parser });
+                self.added.push(Added { cat, name, value });
             }
         }
     }
@@ -478,7 +476,11 @@ impl ResultCache {
             return UNCHANGED;
         }
         let mut refs = std::mem::take(&mut self.refs);
-        labels.collect(&mut refs);
+        if *sel == Selection::Nothing {
+            refs.clear();
+        } else {
+            labels.collect(&mut refs);
+        }
         match sel {
             Selection::All => {}
             Selection::By(names) => refs.retain(|r| names.iter().any(|n| n == labels.name(*r))),

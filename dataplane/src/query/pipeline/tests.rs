@@ -517,3 +517,16 @@ fn pipelines_cross_threads() {
     sendable::<StreamPipeline>();
     sendable::<StreamSampleExtractor>();
 }
+
+#[test]
+fn first_parsed_value_wins_across_stages() {
+    assert_eq!(
+        labels_of(r#"{app="a"} | json | line_format "{{.inner}}" | logfmt"#, r#"{"level":"a","inner":"level=b x=1"}"#),
+        r#"{app="a", inner="level=b x=1", level="a", x="1"}"#
+    );
+    // A label_format result is not overwritten by a later parser either.
+    assert_eq!(
+        labels_of(r#"{app="a"} | label_format level="fixed" | logfmt"#, "level=b"),
+        r#"{app="a", level="fixed"}"#
+    );
+}
