@@ -36,6 +36,8 @@ mod tests;
 #[cfg(test)]
 mod tests_conformance;
 #[cfg(test)]
+mod tests_prop;
+#[cfg(test)]
 mod tests_template;
 
 use std::borrow::Cow;

@@ -322,6 +322,7 @@ impl<'e, 'd> Exec<'e, 'd> {
         }
         // Method calls on time values: `(__timestamp__).Unix`, `.Format "2006"`.
         if let Arg::Chain(base, fields) = first
+            && !fields.is_empty()
             && (c.args.len() > 1 || fin.is_some())
         {
             let recv = self.arg_value(dot, base)?;
