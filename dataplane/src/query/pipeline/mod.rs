@@ -2,11 +2,15 @@
 //! sample extraction for range aggregations, with Loki's semantics (`log.Pipeline`,
 //! `SampleExtractor`).
 //!
-//! A [`Pipeline`] is compiled once per query (regexes, templates, substring finders) and shared;
-//! [`Pipeline::for_stream`] binds it to one stream, with that stream's reusable buffers and its
-//! cache of result label sets. Processing a line allocates nothing unless the line produces a
-//! label set the stream has not seen before (or a stage must build a new string, like a
-//! template).
+//! A [`Pipeline`] is compiled once per query (regexes, templates, substring finders) and shared
+//! across threads; [`Pipeline::for_stream`] binds it to one stream, with that stream's reusable
+//! buffers and its cache of result label sets. Processing a line allocates nothing unless the
+//! line produces a label set the stream has not seen just before (then its [`ResultLabels`] are
+//! built, or found in the stream's cache) or a stage builds a new string (a template).
+//!
+//! [`SampleExtractor::with_grouping`] lets a metric query say which labels it keeps: samples
+//! then carry only those, and parsers extract only the labels the query reads (Loki's parser
+//! hints), which is what makes `sum by (level) (rate({...} | json [5m]))` cheap.
 //!
 //! Semantics worth knowing (all as in Loki):
 //! - Stages run in query order; a line filter after `line_format` sees the new line.
@@ -186,7 +190,8 @@ impl Pipeline {
         }
     }
 
-    /// Per-stream state: label caches keyed by the stream.
+    /// Per-stream state: reusable buffers and the cache of result label sets. `labels` are the
+    /// stream's labels, sorted by name (as streams store them).
     pub fn for_stream(&self, labels: &SharedLabels) -> StreamPipeline {
         self.for_stream_with(labels, Selection::All)
     }
