@@ -326,7 +326,7 @@ fn walk(
                 append_sanitized(key, k);
                 key.as_str()
             };
-            if name.is_empty() {
+            if name.is_empty() || hints.is_some_and(|h| !h.may_extract(name)) {
                 return Ok(Flow::Continue);
             }
             let suffix = labels.parsed_conflicts(name);

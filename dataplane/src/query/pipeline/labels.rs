@@ -53,8 +53,6 @@ struct Added {
     cat: Category,
     name: Span,
     value: Span,
-    /// Set by a parser stage: later parsers do not overwrite it (the first value of a key wins).
-    from_parser: bool,
 }
 
 /// One label of the final set, by where it lives.
@@ -77,11 +75,26 @@ pub(crate) struct LineLabels {
     err_details: Option<Span>,
     /// Bit i set: the i-th required label of the parser hints was extracted from this line.
     pub(crate) hint_mask: u64,
+    /// A one-word Bloom filter of the names in `added`, to skip most scans.
+    added_bloom: u64,
+    /// The same for the stream's labels.
+    base_bloom: u64,
+}
+
+/// The Bloom bit of a label name.
+#[inline]
+fn bloom_bit(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let (first, last) = (b.first().copied().unwrap_or(0), b.last().copied().unwrap_or(0));
+    1u64 << ((b.len() as u64).wrapping_mul(7).wrapping_add(u64::from(first)).wrapping_add(u64::from(last) * 3) & 63)
 }
 
 impl LineLabels {
     pub(crate) fn new(base: SharedLabels) -> Self {
+        let base_bloom = base.iter().fold(0, |m, l| m | bloom_bit(&l.name));
         Self {
+            base_bloom,
+            added_bloom: 0,
             base,
             arena: String::with_capacity(256),
             added: Vec::with_capacity(16),
@@ -100,6 +113,7 @@ impl LineLabels {
         self.err = None;
         self.err_details = None;
         self.hint_mask = 0;
+        self.added_bloom = 0;
     }
 
     /// The stream's labels.
@@ -117,7 +131,11 @@ impl LineLabels {
         &self.arena[sp.range()]
     }
 
+    #[inline]
     fn find_added(&self, name: &str) -> Option<usize> {
+        if self.added_bloom & bloom_bit(name) == 0 {
+            return None;
+        }
         self.added.iter().position(|a| self.text(a.name) == name)
     }
 
@@ -131,7 +149,10 @@ impl LineLabels {
         if let Some(i) = self.find_added(name) {
             return Some(self.text(self.added[i].value));
         }
-        if self.deleted.iter().any(|d| self.text(*d) == name) {
+        if !self.deleted.is_empty() && self.deleted.iter().any(|d| self.text(*d) == name) {
+            return None;
+        }
+        if self.base_bloom & bloom_bit(name) == 0 {
             return None;
         }
         self.base.get(name)
@@ -148,7 +169,7 @@ impl LineLabels {
 
     /// Whether the stream's own labels (ignoring deletions) hold `name`.
     pub(crate) fn base_has(&self, name: &str) -> bool {
-        self.base.iter().any(|l| l.name == name)
+        self.base_bloom & bloom_bit(name) != 0 && self.base.iter().any(|l| l.name == name)
     }
 
     /// Whether a parsed label called `name` would collide with a stream label or structured
@@ -157,9 +178,10 @@ impl LineLabels {
         self.base_has(name) || self.added.iter().any(|a| a.cat == Category::Metadata && self.text(a.name) == name)
     }
 
-    /// Whether a parser already extracted `name` from this line.
+    /// Whether `name` is already a parsed label of this line (set by a parser or
+    /// `label_format`): parsers do not overwrite it, so the first value of a key wins.
     pub(crate) fn extracted_by_parser(&self, name: &str) -> bool {
-        self.added.iter().any(|a| a.from_parser && a.cat == Category::Parsed && self.text(a.name) == name)
+        self.find_added(name).is_some_and(|i| self.added[i].cat == Category::Parsed)
     }
 
     /// Adds one structured metadata pair: a name held by a stream label takes the `_extracted`
@@ -170,7 +192,7 @@ impl LineLabels {
             self.arena.push_str(DUPLICATE_SUFFIX);
             let name_sp = Span { start: name_sp.start, end: self.arena.len() as u32 };
             let value_sp = self.push(value);
-            self.set_spans(Category::Metadata, name_sp, value_sp, false);
+            self.set_spans(Category::Metadata, name_sp, value_sp);
             return;
         }
         match name {
@@ -179,7 +201,7 @@ impl LineLabels {
             _ => {
                 let name_sp = self.push(name);
                 let value_sp = self.push(value);
-                self.set_spans(Category::Metadata, name_sp, value_sp, false);
+                self.set_spans(Category::Metadata, name_sp, value_sp);
             }
         }
     }
@@ -189,7 +211,7 @@ impl LineLabels {
     pub(crate) fn set(&mut self, cat: Category, name: &str, value: &str) {
         let name_sp = self.push(name);
         let value_sp = self.push(value);
-        self.set_spans(cat, name_sp, value_sp, false);
+        self.set_spans(cat, name_sp, value_sp);
     }
 
     /// Sets a parsed label extracted by a parser: `name` plus `_extracted` when `suffix`, the
@@ -200,8 +222,8 @@ impl LineLabels {
     }
 
     /// Sets a parsed label (`name`, plus `_extracted` when `suffix`) whose value `write` appends
-    /// to the arena. With `first_wins`, a label a parser already extracted is left alone and
-    /// the new one counts as extracted by a parser.
+    /// to the arena. With `first_wins` (implicit parsers), an existing parsed label is left
+    /// alone.
     pub(crate) fn set_parsed_with(
         &mut self,
         name: &str,
@@ -222,28 +244,27 @@ impl LineLabels {
         let vstart = self.arena.len() as u32;
         write(&mut self.arena);
         let value_sp = Span { start: vstart, end: self.arena.len() as u32 };
-        self.set_spans(Category::Parsed, name_sp, value_sp, first_wins);
+        self.set_spans(Category::Parsed, name_sp, value_sp);
     }
 
-    fn set_spans(&mut self, cat: Category, name: Span, value: Span, from_parser: bool) {
-        let name_text = &self.arena[name.range()];
-        if cat == Category::Parsed {
-            // A parsed label hides a metadata label of the same name.
-            if let Some(i) =
-                self.added.iter().position(|a| a.cat == Category::Metadata && &self.arena[a.name.range()] == name_text)
-            {
-                self.added.remove(i);
+    fn set_spans(&mut self, cat: Category, name: Span, value: Span) {
+        // A name lives in one source at a time, so at most one entry matches.
+        match self.find_added(&self.arena[name.range()]) {
+            Some(i) => {
+                let a = &mut self.added[i];
+                if a.cat == cat {
+                    a.value = value;
+                } else if cat == Category::Parsed {
+                    // A parsed label hides a metadata label of the same name.
+                    *a = Added { cat, name, value };
+                }
+                // A metadata label never replaces a parsed one.
             }
-        } else if self.added.iter().any(|a| a.cat == Category::Parsed && &self.arena[a.name.range()] == name_text) {
-            return;
+            None => {
+                self.added_bloom |= bloom_bit(&self.arena[name.range()]);
+                self.added.push(Added { cat, name, value });
+            }
         }
-        let name_text = &self.arena[name.range()];
-        if let Some(a) = self.added.iter_mut().find(|a| a.cat == cat && &self.arena[a.name.range()] == name_text) {
-            a.value = value;
-            a.from_parser |= from_parser;
-            return;
-        }
-        self.added.push(Added { cat, name, value, from_parser });
     }
 
     /// Deletes a label from every source.
@@ -283,7 +304,9 @@ impl LineLabels {
     pub(crate) fn copy_from(&mut self, other: &LineLabels) {
         if !Arc::ptr_eq(&self.base, &other.base) {
             self.base = other.base.clone();
+            self.base_bloom = other.base_bloom;
         }
+        self.added_bloom = other.added_bloom;
         self.arena.clear();
         self.arena.push_str(&other.arena);
         self.added.clear();
@@ -401,37 +424,63 @@ pub(crate) enum Selection {
 
 /// Most distinct label sets a stream keeps before the cache starts over.
 const MAX_CACHED_RESULTS: usize = 4096;
+/// Keyed lookups after which the hit rate is checked.
+const WINDOW: u32 = 512;
+/// Lookups done without the cache once it stopped paying off (almost every line had new
+/// labels, e.g. a parser extracting a request id).
+const BYPASS: u32 = 8192;
+/// The index [`ResultCache::resolve`] returns for the uncached slot.
+const SLOT: usize = usize::MAX;
+/// The index of the stream's unchanged labels.
+const UNCHANGED: usize = usize::MAX - 1;
 
 /// Result label sets of one stream, so that lines producing the same labels share one
-/// [`ResultLabels`] (and one `Arc<Labels>`).
+/// [`ResultLabels`] (and one `Arc<Labels>`). Consecutive lines with the same labels always
+/// share; when nearly every line has new labels the hash map is skipped for a while.
 #[derive(Debug, Default)]
 pub(crate) struct ResultCache {
     entries: Vec<ResultLabels>,
     /// The serialized key of each entry (its hash is `xxh3_64(key)`).
     keys: Vec<Box<[u8]>>,
     by_hash: HashMap<u64, usize>,
-    unchanged: Option<usize>,
     last: Option<usize>,
+    /// The result of lines that changed no label.
+    unchanged: Option<ResultLabels>,
+    /// The result built while bypassing the map, and its key.
+    slot: Option<ResultLabels>,
+    slot_key: Vec<u8>,
+    lookups: u32,
+    hits: u32,
+    bypass: u32,
     refs: Vec<LabelRef>,
     key: Vec<u8>,
 }
 
 impl ResultCache {
+    /// The result at an index [`resolve`](Self::resolve) returned.
     pub(crate) fn get(&self, i: usize) -> &ResultLabels {
-        &self.entries[i]
+        let found = match i {
+            SLOT => self.slot.as_ref(),
+            UNCHANGED => self.unchanged.as_ref(),
+            _ => self.entries.get(i),
+        };
+        // `resolve` only returns indices of results it holds.
+        found.or(self.unchanged.as_ref()).or(self.entries.first()).expect("resolve returned a held result")
     }
 
     /// The index of the result for the labels' current state.
     pub(crate) fn resolve(&mut self, labels: &LineLabels, sel: &Selection) -> usize {
         let sel = if labels.has_err() { &Selection::All } else { sel };
-        if *sel == Selection::All
-            && labels.is_unchanged()
-            && let Some(i) = self.unchanged
-        {
-            return i;
+        let unchanged = *sel == Selection::All && labels.is_unchanged();
+        if unchanged && self.unchanged.is_some() {
+            return UNCHANGED;
         }
         let mut refs = std::mem::take(&mut self.refs);
-        labels.collect(&mut refs);
+        if *sel == Selection::Nothing {
+            refs.clear();
+        } else {
+            labels.collect(&mut refs);
+        }
         match sel {
             Selection::All => {}
             Selection::By(names) => refs.retain(|r| names.iter().any(|n| n == labels.name(*r))),
@@ -446,67 +495,92 @@ impl ResultCache {
             self.key.extend_from_slice(labels.value(*r).as_bytes());
             self.key.push(0xff);
         }
+        let i = if unchanged {
+            self.unchanged = Some(build(labels, &refs, xxh3_64(&self.key)));
+            UNCHANGED
+        } else {
+            self.lookup(labels, &refs)
+        };
+        self.refs = refs;
+        i
+    }
+
+    fn lookup(&mut self, labels: &LineLabels, refs: &[LabelRef]) -> usize {
+        if self.bypass > 0 {
+            self.bypass -= 1;
+            if self.slot.is_none() || self.slot_key != self.key {
+                self.slot = Some(build(labels, refs, xxh3_64(&self.key)));
+                self.slot_key.clone_from(&self.key);
+            }
+            return SLOT;
+        }
         if let Some(i) = self.last.filter(|&i| *self.keys[i] == *self.key) {
-            self.refs = refs;
-            return self.note_unchanged(labels, sel, i);
+            return self.count(i, true);
         }
         let hash = xxh3_64(&self.key);
         if let Some(&i) = self.by_hash.get(&hash)
             && *self.keys[i] == *self.key
         {
             self.last = Some(i);
-            self.refs = refs;
-            return self.note_unchanged(labels, sel, i);
+            return self.count(i, true);
         }
         if self.entries.len() >= MAX_CACHED_RESULTS {
-            self.entries.clear();
-            self.keys.clear();
-            self.by_hash.clear();
-            self.unchanged = None;
-            self.last = None;
+            self.clear();
         }
-        let result = build(labels, &refs, hash);
         let i = self.entries.len();
-        self.entries.push(result);
+        self.entries.push(build(labels, refs, hash));
         self.keys.push(self.key.as_slice().into());
         self.by_hash.entry(hash).or_insert(i);
         self.last = Some(i);
-        self.refs = refs;
-        self.note_unchanged(labels, sel, i)
+        self.count(i, false)
     }
 
-    fn note_unchanged(&mut self, labels: &LineLabels, sel: &Selection, i: usize) -> usize {
-        if *sel == Selection::All && labels.is_unchanged() {
-            self.unchanged = Some(i);
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.keys.clear();
+        self.by_hash.clear();
+        self.last = None;
+    }
+
+    /// Tracks the hit rate; when almost every line had labels never seen before, building
+    /// them directly is cheaper than keeping them, so the map is released and skipped for a
+    /// while. Returns where the current result now lives.
+    fn count(&mut self, i: usize, hit: bool) -> usize {
+        self.lookups += 1;
+        self.hits += u32::from(hit);
+        if self.lookups < WINDOW {
+            return i;
         }
-        i
+        let useless = self.hits * 10 < self.lookups;
+        self.lookups = 0;
+        self.hits = 0;
+        if !useless {
+            return i;
+        }
+        let current = self.entries.swap_remove(i);
+        self.clear();
+        self.slot = Some(current);
+        self.slot_key.clone_from(&self.key);
+        self.bypass = BYPASS;
+        SLOT
     }
 }
 
 fn build(labels: &LineLabels, refs: &[LabelRef], hash: u64) -> ResultLabels {
-    let all: Vec<Label> = refs.iter().map(|r| Label::new(labels.name(*r), labels.value(*r))).collect();
+    let label = |r: &LabelRef| Label::new(labels.name(*r), labels.value(*r));
     let base = labels.base();
     let stream_count = refs.iter().filter(|r| labels.source(**r) == Source::Stream).count();
-    let stream = if stream_count == base.len() {
+    let whole_base = stream_count == base.len();
+    let stream = if whole_base {
         base.clone()
     } else {
-        Arc::new(Labels::from_vec(
-            refs.iter()
-                .filter(|r| labels.source(**r) == Source::Stream)
-                .map(|r| Label::new(labels.name(*r), labels.value(*r)))
-                .collect(),
-        ))
+        Arc::new(Labels::from_vec(refs.iter().filter(|r| labels.source(**r) == Source::Stream).map(label).collect()))
     };
-    let all = if all.len() == stream_count && stream_count == base.len() {
+    let all = if whole_base && refs.len() == stream_count {
         base.clone()
     } else {
-        Arc::new(Labels::from_vec(all))
+        Arc::new(Labels::from_vec(refs.iter().map(label).collect()))
     };
-    let pick = |src: Source| -> Vec<Label> {
-        refs.iter()
-            .filter(|r| labels.source(**r) == src)
-            .map(|r| Label::new(labels.name(*r), labels.value(*r)))
-            .collect()
-    };
+    let pick = |src: Source| -> Vec<Label> { refs.iter().filter(|r| labels.source(**r) == src).map(label).collect() };
     ResultLabels { all, hash, stream, structured_metadata: pick(Source::Metadata), parsed: pick(Source::Parsed) }
 }

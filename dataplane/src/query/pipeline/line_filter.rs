@@ -86,17 +86,18 @@ impl LineFilterStage {
     }
 }
 
-/// How [`super::Pipeline::candidates`] narrows a block down.
+/// How [`super::Pipeline::candidates`] narrows a block down: lines containing at least one of
+/// these needles.
+///
+/// Negative filters get no plan: excluding the lines a search finds costs more than testing
+/// each line (the search then finds most lines, or excludes almost none).
 #[derive(Debug, Clone)]
-pub(crate) enum SearchPlan {
-    /// Lines containing at least one of these needles.
-    Require(Vec<Finder<'static>>),
-    /// Lines not containing this needle.
-    Exclude(Box<Finder<'static>>),
+pub(crate) struct SearchPlan {
+    needles: Vec<Finder<'static>>,
 }
 
 /// The best block search for a pipeline starting with `filters`: the positive filter whose
-/// alternatives all have the longest guaranteed substring, else a plain negative substring.
+/// alternatives all have the longest guaranteed substring.
 pub(crate) fn plan(filters: &[&LineFilterStage]) -> Option<SearchPlan> {
     let mut best: Option<(usize, Vec<Vec<u8>>)> = None;
     for f in filters.iter().filter(|f| !f.negative) {
@@ -107,13 +108,7 @@ pub(crate) fn plan(filters: &[&LineFilterStage]) -> Option<SearchPlan> {
             best = Some((score, needles));
         }
     }
-    if let Some((_, needles)) = best {
-        return Some(SearchPlan::Require(needles.iter().map(|n| Finder::new(n).into_owned()).collect()));
-    }
-    filters.iter().filter(|f| f.negative).find_map(|f| match f.alts.as_slice() {
-        [Alt::Contains(needle)] => Some(SearchPlan::Exclude(needle.clone())),
-        _ => None,
-    })
+    best.map(|(_, needles)| SearchPlan { needles: needles.iter().map(|n| Finder::new(n).into_owned()).collect() })
 }
 
 /// Appends the index of every line of `block` containing the needle, in order.
@@ -136,32 +131,15 @@ fn search(finder: &Finder<'_>, block: &DecodedBlock, out: &mut Vec<usize>) {
     }
 }
 
-/// The entries of `block` that may pass the plan's filter.
+/// The entries of `block` that may pass the plan's filter, in order.
 pub(crate) fn candidates(plan: &SearchPlan, block: &DecodedBlock) -> Vec<usize> {
     let mut out = Vec::new();
-    match plan {
-        SearchPlan::Require(finders) => {
-            for f in finders {
-                search(f, block, &mut out);
-            }
-            if finders.len() > 1 {
-                out.sort_unstable();
-                out.dedup();
-            }
-        }
-        SearchPlan::Exclude(f) => {
-            let mut hits = Vec::new();
-            search(f, block, &mut hits);
-            let mut hits = hits.into_iter().peekable();
-            out.reserve(block.len().saturating_sub(hits.len()));
-            for i in 0..block.len() {
-                if hits.peek() == Some(&i) {
-                    hits.next();
-                } else {
-                    out.push(i);
-                }
-            }
-        }
+    for f in &plan.needles {
+        search(f, block, &mut out);
+    }
+    if plan.needles.len() > 1 {
+        out.sort_unstable();
+        out.dedup();
     }
     out
 }

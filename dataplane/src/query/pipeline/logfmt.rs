@@ -295,7 +295,7 @@ impl LogfmtStage {
                 Scan::End => break,
             };
             let name = sanitize_key(&line[key], key_buf);
-            if name.is_empty() {
+            if name.is_empty() || hints.is_some_and(|h| !h.may_extract(name)) {
                 continue;
             }
             let suffix = labels.parsed_conflicts(name);

@@ -2,11 +2,15 @@
 //! sample extraction for range aggregations, with Loki's semantics (`log.Pipeline`,
 //! `SampleExtractor`).
 //!
-//! A [`Pipeline`] is compiled once per query (regexes, templates, substring finders) and shared;
-//! [`Pipeline::for_stream`] binds it to one stream, with that stream's reusable buffers and its
-//! cache of result label sets. Processing a line allocates nothing unless the line produces a
-//! label set the stream has not seen before (or a stage must build a new string, like a
-//! template).
+//! A [`Pipeline`] is compiled once per query (regexes, templates, substring finders) and shared
+//! across threads; [`Pipeline::for_stream`] binds it to one stream, with that stream's reusable
+//! buffers and its cache of result label sets. Processing a line allocates nothing unless the
+//! line produces a label set the stream has not seen just before (then its [`ResultLabels`] are
+//! built, or found in the stream's cache) or a stage builds a new string (a template).
+//!
+//! [`SampleExtractor::with_grouping`] lets a metric query say which labels it keeps: samples
+//! then carry only those, and parsers extract only the labels the query reads (Loki's parser
+//! hints), which is what makes `sum by (level) (rate({...} | json [5m]))` cheap.
 //!
 //! Semantics worth knowing (all as in Loki):
 //! - Stages run in query order; a line filter after `line_format` sees the new line.
@@ -35,6 +39,8 @@ mod template;
 mod tests;
 #[cfg(test)]
 mod tests_conformance;
+#[cfg(test)]
+mod tests_prop;
 #[cfg(test)]
 mod tests_template;
 
@@ -163,9 +169,10 @@ impl Pipeline {
 
     /// Indices of the entries of `block` that can pass the pipeline's leading line filters,
     /// found by searching the block's whole line buffer (memchr::memmem for substrings and for a
-    /// literal every regex or pattern match must contain) instead of line by line. `None` when
-    /// the pipeline does not start with a line filter that allows this (then every entry is a
-    /// candidate). Candidates still go through [`StreamPipeline::process`].
+    /// literal every regex or pattern match must contain) instead of line by line; a match that
+    /// spans two lines does not count. `None` when no leading positive filter has such a
+    /// substring (then every entry is a candidate). Candidates still go through
+    /// [`StreamPipeline::process`], which applies every filter exactly.
     pub fn candidates(&self, block: &DecodedBlock) -> Option<Vec<usize>> {
         let plan = self.inner.search.as_ref()?;
         Some(line_filter::candidates(plan, block))
@@ -183,7 +190,8 @@ impl Pipeline {
         }
     }
 
-    /// Per-stream state: label caches keyed by the stream.
+    /// Per-stream state: reusable buffers and the cache of result label sets. `labels` are the
+    /// stream's labels, sorted by name (as streams store them).
     pub fn for_stream(&self, labels: &SharedLabels) -> StreamPipeline {
         self.for_stream_with(labels, Selection::All)
     }

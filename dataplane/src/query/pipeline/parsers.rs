@@ -15,10 +15,9 @@ use super::labels::{DUPLICATE_SUFFIX, LineLabels};
 /// is already clean, else the cleaned copy in `buf`.
 pub(crate) fn sanitize_key<'a>(key: &'a [u8], buf: &'a mut String) -> &'a str {
     let clean =
-        !key.is_empty() && !key[0].is_ascii_digit() && key.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
-    if clean {
-        // All ASCII, checked above.
-        return std::str::from_utf8(key).unwrap_or_default();
+        key.first().is_some_and(|c| !c.is_ascii_digit()) && key.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    if clean && let Ok(s) = std::str::from_utf8(key) {
+        return s;
     }
     buf.clear();
     let trimmed = trim_space(key);
@@ -128,6 +127,15 @@ impl Hints {
                 n == name
             }
         })
+    }
+
+    /// Whether `name` or `name_extracted` is needed: a cheap test before the name's clashes are
+    /// known.
+    #[inline]
+    pub(crate) fn may_extract(&self, name: &str) -> bool {
+        self.names
+            .iter()
+            .any(|n| n.starts_with(name) && (n.len() == name.len() || &n[name.len()..] == DUPLICATE_SUFFIX))
     }
 
     /// Whether any needed label starts with `prefix` (to skip nested JSON objects).

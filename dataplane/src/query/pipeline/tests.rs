@@ -443,6 +443,29 @@ fn result_labels_are_shared() {
     assert!(Arc::ptr_eq(&sp.process(0, b"x", &[]).expect("kept").labels.all, &labels));
 }
 
+#[test]
+fn result_cache_gives_up_on_unique_labels() {
+    let p = pipeline(r#"{app="a"} | logfmt"#);
+    let mut sp = p.for_stream(&stream(r#"{app="a"}"#));
+    for i in 0..3000 {
+        let line = format!("id={i}");
+        let out = sp.process(i, line.as_bytes(), &[]).expect("kept");
+        assert_eq!(out.labels.all.to_string(), format!(r#"{{app="a", id="{i}"}}"#));
+        assert_eq!(out.labels.hash, out.labels.all.fingerprint(""));
+    }
+    // Still shared between consecutive lines, and unchanged lines still get the stream's labels.
+    let a = Arc::clone(&sp.process(0, b"id=x", &[]).expect("kept").labels.all);
+    let b = Arc::clone(&sp.process(0, b"id=x", &[]).expect("kept").labels.all);
+    assert!(Arc::ptr_eq(&a, &b));
+    let labels = stream(r#"{app="a"}"#);
+    let p = pipeline(r#"{app="a"} | logfmt"#);
+    let mut sp = p.for_stream(&labels);
+    for i in 0..1000 {
+        sp.process(i, format!("id={i}").as_bytes(), &[]);
+    }
+    assert!(Arc::ptr_eq(&sp.process(0, b"", &[]).expect("kept").labels.all, &labels));
+}
+
 fn block_of(lines: &[&str]) -> crate::chunk::DecodedBlock {
     let mut c = MemChunk::new(crate::chunk::Codec::None, 1 << 20);
     for (i, l) in lines.iter().enumerate() {
@@ -461,7 +484,8 @@ fn candidates() {
     assert_eq!(c(r#"{app="a"} |= "trace=3""#), Some(vec![]));
     assert_eq!(c(r#"{app="a"} |= "def" or "xyz""#), Some(vec![1, 2]));
     assert_eq!(c(r#"{app="a"} |~ "trace=[0-9]+""#), Some(vec![0, 2]));
-    assert_eq!(c(r#"{app="a"} != "trace=""#), Some(vec![1, 3, 4, 5, 6]));
+    assert_eq!(c(r#"{app="a"} != "trace=""#), None);
+    assert_eq!(c(r#"{app="a"} != "x" |= "trace=""#), Some(vec![0, 2]));
     // The pattern's literal includes the space before `trace=`.
     assert_eq!(c(r#"{app="a"} |> "<_> trace=<_>""#), Some(vec![0]));
     assert_eq!(c(r#"{app="a"} | logfmt |= "x""#), None);
@@ -482,4 +506,27 @@ fn regex_required_literals() {
     assert_eq!(lit(r"a\.b\.c").as_deref(), Some("a.b.c"));
     assert_eq!(lit("ab{0,2}cde").as_deref(), Some("cde"));
     assert_eq!(lit("err+or").as_deref(), Some("err"));
+}
+
+#[test]
+fn pipelines_cross_threads() {
+    fn shared<T: Send + Sync>() {}
+    fn sendable<T: Send>() {}
+    shared::<Pipeline>();
+    shared::<SampleExtractor>();
+    sendable::<StreamPipeline>();
+    sendable::<StreamSampleExtractor>();
+}
+
+#[test]
+fn first_parsed_value_wins_across_stages() {
+    assert_eq!(
+        labels_of(r#"{app="a"} | json | line_format "{{.inner}}" | logfmt"#, r#"{"level":"a","inner":"level=b x=1"}"#),
+        r#"{app="a", inner="level=b x=1", level="a", x="1"}"#
+    );
+    // A label_format result is not overwritten by a later parser either.
+    assert_eq!(
+        labels_of(r#"{app="a"} | label_format level="fixed" | logfmt"#, "level=b"),
+        r#"{app="a", level="fixed"}"#
+    );
 }

@@ -327,3 +327,62 @@ fn extractor_values() {
     let mut sx = ex.for_stream(&stream(st));
     assert!(sx.process(0, b"y", &[]).is_none());
 }
+
+/// Every range aggregation under `e`.
+fn range_aggregations<'a>(e: &'a crate::logql::SampleExpr, out: &mut Vec<&'a crate::logql::RangeAggregation>) {
+    use crate::logql::SampleExpr as S;
+    match e {
+        S::RangeAggregation(r) => out.push(r),
+        S::VectorAggregation(v) => range_aggregations(&v.expr, out),
+        S::BinOp(b) => {
+            range_aggregations(&b.lhs, out);
+            range_aggregations(&b.rhs, out);
+        }
+        S::LabelReplace(l) => range_aggregations(&l.expr, out),
+        S::Literal(_) | S::Vector(_) => {}
+    }
+}
+
+/// Every query of the conformance scripts that parses compiles into pipelines and sample
+/// extractors (evaluation-time failures are the engine's, not compile errors here).
+#[test]
+fn conformance_pipelines_compile() {
+    let dir =
+        ["../../shared/conformance/logqltest", "../shared/conformance/logqltest", "/work/shared/conformance/logqltest"]
+            .iter()
+            .map(|p| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
+            .find(|p| p.is_dir())
+            .expect("the conformance scripts (shared/conformance/logqltest) are missing");
+    let mut compiled = 0;
+    let mut problems = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("list scripts").filter_map(Result::ok) {
+        let text = std::fs::read_to_string(entry.path()).expect("read script");
+        for line in text.lines() {
+            let query = if let Some(rest) = line.strip_prefix("eval instant at ") {
+                rest.split_once(' ').map(|(_, q)| q)
+            } else if let Some(rest) = line.strip_prefix("eval range from ") {
+                rest.splitn(6, ' ').nth(5)
+            } else {
+                None
+            };
+            let Some(Ok(expr)) = query.map(crate::logql::parse_expr) else { continue };
+            for sel in expr.selectors() {
+                if let Err(e) = Pipeline::new(&sel.stages) {
+                    problems.push(format!("{line}: {e}"));
+                }
+            }
+            if let crate::logql::Expr::Sample(s) = &expr {
+                let mut ranges = Vec::new();
+                range_aggregations(s, &mut ranges);
+                for r in ranges {
+                    match SampleExtractor::with_grouping(&r.range, r.op, r.grouping.as_ref()) {
+                        Ok(_) => compiled += 1,
+                        Err(e) => problems.push(format!("{line}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compiled > 700, "only {compiled} extractors");
+}

@@ -239,3 +239,15 @@ fn argument_type_errors() {
         ("{{ nosuch }}", "PARSE: template: line:1: function \"nosuch\" not defined"),
     ]);
 }
+
+#[test]
+fn runaway_templates_are_stopped() {
+    assert!(exec("{{ repeat 100000000 \"abc\" }}").contains("exceeds the template output limit"));
+    assert!(exec("{{ range $i := 100000000 }}{{ $i }}{{ end }}").starts_with("ERR:"));
+    assert!(
+        exec("{{ define \"t\" }}{{ template \"t\" . }}{{ end }}{{ template \"t\" . }}")
+            .contains("maximum template depth")
+    );
+    assert!(exec("{{ alignLeft 1000000000 .app }}").starts_with("ERR:"));
+    assert_eq!(exec("{{ printf \"%999999999d\" 1 }}").len(), 1 << 16);
+}

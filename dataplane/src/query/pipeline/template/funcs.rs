@@ -158,17 +158,22 @@ pub(crate) fn call<'d>(name: &str, a: Vec<Value<'d>>, env: FnEnv<'d>) -> Result<
             };
             owned(t.format(s(arg(0))))
         }
-        "alignLeft" | "alignRight" => owned(align(name == "alignLeft", i(arg(0)), s(arg(1)))),
+        "alignLeft" | "alignRight" => {
+            check_size(usize::try_from(i(arg(0))).unwrap_or(0))?;
+            owned(align(name == "alignLeft", i(arg(0)), s(arg(1))))
+        }
         "trunc" => owned(trunc(i(arg(0)), s(arg(1)))),
         "substr" => owned(substring(i(arg(0)), i(arg(1)), s(arg(2)))),
         "indent" | "nindent" => {
             let n = usize::try_from(i(arg(0))).map_err(|_| "strings: negative Repeat count".to_string())?;
+            check_size(n.saturating_mul(s(arg(1)).matches('\n').count() + 1))?;
             let pad = " ".repeat(n);
             let body = format!("{pad}{}", s(arg(1)).replace('\n', &format!("\n{pad}")));
             owned(if name == "nindent" { format!("\n{body}") } else { body })
         }
         "repeat" => {
             let n = usize::try_from(i(arg(0))).map_err(|_| "strings: negative Repeat count".to_string())?;
+            check_size(n.saturating_mul(s(arg(1)).len()))?;
             owned(s(arg(1)).repeat(n))
         }
         "title" => owned(title(s(arg(0)))),
@@ -227,6 +232,14 @@ pub(crate) fn call<'d>(name: &str, a: Vec<Value<'d>>, env: FnEnv<'d>) -> Result<
         }
         _ => return Err(format!("function {} not defined", go_quote(name))),
     })
+}
+
+/// Refuses results larger than a template may produce.
+fn check_size(n: usize) -> Result<(), String> {
+    if n > super::MAX_OUTPUT {
+        return Err(format!("result of {n} bytes exceeds the template output limit"));
+    }
+    Ok(())
 }
 
 fn t<'a>(v: &'a Value<'_>) -> &'a GoTime {

@@ -64,7 +64,7 @@ impl GoTime {
     }
 
     fn local_fields(&self) -> Fields {
-        let local = self.secs + i64::from(self.offset);
+        let local = self.secs.saturating_add(i64::from(self.offset));
         let days = local.div_euclid(86_400);
         let rem = local.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
@@ -389,7 +389,7 @@ pub(crate) fn parse(layout: &str, value: &str, offset: i32, zone: &str) -> Resul
                     .iter()
                     .position(|m| {
                         let name = if tok == Tok::Month { &m[..3] } else { m };
-                        v.len() >= name.len() && v[..name.len()].eq_ignore_ascii_case(name)
+                        v.get(..name.len()).is_some_and(|p| p.eq_ignore_ascii_case(name))
                     })
                     .ok_or_else(err)?;
                 v = &v[if tok == Tok::Month { 3 } else { MONTHS[i].len() }..];
@@ -401,7 +401,7 @@ pub(crate) fn parse(layout: &str, value: &str, offset: i32, zone: &str) -> Resul
                     .iter()
                     .position(|d| {
                         let name = if tok == Tok::WeekDay { &d[..3] } else { d };
-                        v.len() >= name.len() && v[..name.len()].eq_ignore_ascii_case(name)
+                        v.get(..name.len()).is_some_and(|p| p.eq_ignore_ascii_case(name))
                     })
                     .ok_or_else(err)?;
                 v = &v[if tok == Tok::WeekDay { 3 } else { DAYS[i].len() }..];

@@ -47,7 +47,9 @@ pub(crate) struct CompiledTemplate {
 }
 
 /// Most nested template invocations (Go's limit is far higher; it only guards recursion).
-const MAX_DEPTH: usize = 1000;
+const MAX_DEPTH: usize = 100;
+/// Largest output of one execution: a template cannot blow a line up without bound.
+pub(crate) const MAX_OUTPUT: usize = 4 << 20;
 /// Most `range` iterations of one execution.
 const MAX_ITERATIONS: usize = 1_000_000;
 
@@ -209,6 +211,9 @@ impl<'e, 'd> Exec<'e, 'd> {
                 Node::Break => return Ok(Flow::Break),
                 Node::Continue => return Ok(Flow::Continue),
             }
+            if out.len() > MAX_OUTPUT {
+                return Err(self.err("output", format!("template output exceeds {MAX_OUTPUT} bytes")));
+            }
         }
         Ok(Flow::Normal)
     }
@@ -234,25 +239,35 @@ impl<'e, 'd> Exec<'e, 'd> {
 
     fn range(&mut self, dot: &Value<'d>, b: &'e crate::logql::template::Branch, out: &mut String) -> R<()> {
         let v = self.pipeline_value(dot, &b.pipe)?;
-        let items: Vec<(Value<'d>, Value<'d>)> = match &v {
-            Value::Map(m) => m.iter().map(|(k, v)| (Value::str(k.clone()), v.clone())).collect(),
-            Value::List(l) => l.iter().enumerate().map(|(i, v)| (Value::Int(i as i64), v.clone())).collect(),
-            Value::Labels => self.labels().to_vec().into_iter().map(|(k, v)| (Value::str(k), Value::str(v))).collect(),
-            Value::Int(n) | Value::I64(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
-            Value::Nil | Value::Missing => Vec::new(),
+        let count = match &v {
+            Value::Map(m) => m.len(),
+            Value::List(l) => l.len(),
+            Value::Labels => self.labels().len(),
+            Value::Int(n) | Value::I64(n) => usize::try_from(*n).unwrap_or(0),
+            Value::Nil | Value::Missing => 0,
             other => return Err(self.err("range", format!("range can't iterate over {}", self.show(other)))),
         };
-        if items.is_empty() {
+        if count == 0 {
             if let Some(e) = &b.else_body {
                 self.walk(dot, e, out)?;
             }
             return Ok(());
         }
-        for (k, v) in items {
+        let map_items: Vec<(Value<'d>, Value<'d>)> = match &v {
+            Value::Map(m) => m.iter().map(|(k, v)| (Value::str(k.clone()), v.clone())).collect(),
+            Value::Labels => self.labels().to_vec().into_iter().map(|(k, v)| (Value::str(k), Value::str(v))).collect(),
+            _ => Vec::new(),
+        };
+        for i in 0..count {
             self.iterations += 1;
             if self.iterations > MAX_ITERATIONS {
                 return Err(self.err("range", "too many range iterations"));
             }
+            let (k, v) = match &v {
+                Value::List(l) => (Value::Int(i as i64), l[i].clone()),
+                Value::Int(_) | Value::I64(_) => (Value::Int(i as i64), Value::Int(i as i64)),
+                _ => map_items[i].clone(),
+            };
             let mark = self.vars.len();
             match b.pipe.decl.as_slice() {
                 [] => {}
@@ -307,6 +322,7 @@ impl<'e, 'd> Exec<'e, 'd> {
         }
         // Method calls on time values: `(__timestamp__).Unix`, `.Format "2006"`.
         if let Arg::Chain(base, fields) = first
+            && !fields.is_empty()
             && (c.args.len() > 1 || fin.is_some())
         {
             let recv = self.arg_value(dot, base)?;

@@ -77,6 +77,9 @@ pub(crate) fn sprintf(format: &str, args: &[Value<'_>], labels: &[(String, Strin
     out
 }
 
+/// Widths and precisions beyond this are clamped (a template cannot ask for gigabytes).
+const MAX_WIDTH: usize = 1 << 16;
+
 fn read_num(
     chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
     args: &[Value<'_>],
@@ -85,7 +88,7 @@ fn read_num(
     if chars.peek().map(|p| p.1) == Some('*') {
         chars.next();
         let n = match args.get(*argi) {
-            Some(Value::Int(i) | Value::I64(i)) => Some((*i).max(0) as usize),
+            Some(Value::Int(i) | Value::I64(i)) => Some(((*i).max(0) as usize).min(MAX_WIDTH)),
             _ => None,
         };
         *argi += 1;
@@ -94,7 +97,7 @@ fn read_num(
     let mut n: Option<usize> = None;
     while let Some(&(_, d)) = chars.peek() {
         let Some(v) = d.to_digit(10) else { break };
-        n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(v as usize));
+        n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(v as usize).min(MAX_WIDTH));
         chars.next();
     }
     n
