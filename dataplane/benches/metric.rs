@@ -122,7 +122,8 @@ impl Dataset {
             let ns = NSS[(i / APPS.len()) % NSS.len()];
             let pod = format!("{app}-{}", i / (APPS.len() * NSS.len()));
             let labels =
-                Labels::from_pairs([("app", app), ("cluster", "east"), ("namespace", ns), ("pod", pod.as_str())]).sorted();
+                Labels::from_pairs([("app", app), ("cluster", "east"), ("namespace", ns), ("pod", pod.as_str())])
+                    .sorted();
             let mut chunk = MemChunk::new(Codec::default(), DEFAULT_BLOCK_SIZE);
             let mut ts = T0 + i as i64 * 7_000_000;
             let mut raw = 0;
@@ -195,7 +196,11 @@ fn report_cpu(rt: &tokio::runtime::Runtime, source: &Arc<dyn LogSource>, params:
         }
         let wall = wall0.elapsed() / RUNS;
         let cpu = cpu_time().zip(cpu0).map(|(b, a)| (b - a) / RUNS);
-        println!("{name:<16} wall {:>7.1} ms   cpu {:>7.1} ms per run", wall.as_secs_f64() * 1e3, cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1e3));
+        println!(
+            "{name:<16} wall {:>7.1} ms   cpu {:>7.1} ms per run",
+            wall.as_secs_f64() * 1e3,
+            cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1e3)
+        );
     }
 }
 
@@ -222,7 +227,9 @@ fn bench_queries(c: &mut Criterion) {
         let raw = expr.selectors().iter().map(|s| data.raw_bytes(&s.matchers)).sum();
         group.throughput(Throughput::Bytes(raw));
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter(|| black_box(rt.block_on(metric::eval(source.clone(), &expr, &params, &limits)).expect("query runs")))
+            b.iter(|| {
+                black_box(rt.block_on(metric::eval(source.clone(), &expr, &params, &limits)).expect("query runs"))
+            })
         });
     }
     group.finish();
