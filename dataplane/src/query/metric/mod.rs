@@ -13,6 +13,7 @@
 //! the `sum` groups by, so per-stream series are never built for it.
 
 mod binop;
+mod buffered;
 mod labelset;
 mod range;
 mod rows;

@@ -19,6 +19,7 @@ use crate::logql::{Grouping, RangeAggregation, RangeOp};
 use crate::query::pipeline::{SampleExtractor, StreamSampleExtractor};
 use crate::query::{EvalError, LogSource, StreamBlocks};
 
+use super::buffered::{self, Segment};
 use super::labelset::{self, ERROR_LABEL};
 use super::rows::{Row, Steps};
 use super::window::{Acc, Kind, Window};
@@ -69,11 +70,9 @@ pub(crate) async fn evaluate(source: Arc<dyn LogSource>, leaf: &Leaf, steps: Ste
         if let Some((_, s)) = partial.first_error() {
             return Err(labelset::pipeline_error(&partial.labels[s]));
         }
-        let mut rows = Vec::with_capacity(partial.labels.len());
-        for s in 0..partial.labels.len() {
-            let values = partial.acc.finish(s, scan.op, scan.phi, &scan.window);
-            rows.push(Row { labels: partial.labels[s].clone(), values });
-        }
+        let values = scan.finish(&mut partial)?;
+        let rows: Vec<Row> =
+            partial.labels.into_iter().zip(values).map(|(labels, values)| Row { labels, values }).collect();
         Ok(match absent {
             Some(labels) => absent_rows(labels, &rows, scan.window.n),
             None => rows,
@@ -168,6 +167,40 @@ impl Scan {
             merged.merge(r?);
         }
         Ok(merged)
+    }
+
+    /// Every series' values at every window. Buffered operations, whose windows cost the most,
+    /// are finished on all cores.
+    fn finish(&self, partial: &mut Partial) -> Result<Vec<Vec<Option<f64>>>, EvalError> {
+        let series = partial.labels.len();
+        if self.kind != Kind::Buffer {
+            return Ok((0..series).map(|s| partial.acc.finish(s, self.op, self.phi, &self.window)).collect());
+        }
+        let buffers: Vec<Vec<Segment>> = (0..series).map(|s| partial.acc.take_buffer(s)).collect();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8).min(series.max(1));
+        let per = series.div_ceil(threads).max(1);
+        let mut chunks: Vec<Vec<Vec<Segment>>> = Vec::new();
+        let mut rest = buffers.into_iter();
+        loop {
+            let chunk: Vec<Vec<Segment>> = rest.by_ref().take(per).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
+        let finish = |chunk: Vec<Vec<Segment>>| -> Vec<Vec<Option<f64>>> {
+            chunk.into_iter().map(|segs| buffered::finish(segs, self.op, self.phi, &self.window)).collect()
+        };
+        std::thread::scope(|s| {
+            let mut chunks = chunks.into_iter();
+            let first = chunks.next();
+            let handles: Vec<_> = chunks.map(|c| s.spawn(move || finish(c))).collect();
+            let mut out = first.map(finish).unwrap_or_default();
+            for h in handles {
+                out.extend(h.join().map_err(|_| EvalError::Internal("metric worker thread panicked".into()))?);
+            }
+            Ok(out)
+        })
     }
 
     fn run_unit(&self, unit: &Unit, partial: &mut Partial) -> Result<(), EvalError> {
