@@ -22,7 +22,7 @@ use crate::query::{EvalError, LogSource, StreamBlocks};
 use super::buffered::{self, Segment};
 use super::labelset::{self, ERROR_LABEL};
 use super::rows::{Row, Steps};
-use super::window::{Acc, Kind, Window};
+use super::window::{Acc, Kind, Locator, Window};
 
 /// A range aggregation to evaluate, with the grouping its output series are reduced to.
 #[derive(Clone, Debug, PartialEq)]
@@ -205,7 +205,15 @@ impl Scan {
 
     fn run_unit(&self, unit: &Unit, partial: &mut Partial) -> Result<(), EvalError> {
         let stream = &self.streams[unit.stream];
-        let mut run = UnitRun { scan: self, stream, extractor: None, cache: HashMap::default(), last: None, own: None };
+        let mut run = UnitRun {
+            scan: self,
+            stream,
+            extractor: None,
+            cache: HashMap::default(),
+            last: None,
+            own: None,
+            locator: Locator::new(self.window),
+        };
         if stream.overlapping {
             return run.merged(partial);
         }
@@ -252,6 +260,7 @@ struct UnitRun<'a> {
     last: Option<(u64, usize)>,
     /// The series of the stream's own labels, once an entry needed it.
     own: Option<usize>,
+    locator: Locator,
 }
 
 impl UnitRun<'_> {
@@ -263,12 +272,11 @@ impl UnitRun<'_> {
         block: &DecodedBlock,
         range: Range<usize>,
     ) -> Result<(), EvalError> {
-        let window = &self.scan.window;
         let bytes = self.scan.kind == Kind::Bytes;
         let ts = block.timestamps();
         for i in range {
             let t = ts[i];
-            let Some((lo, hi)) = window.steps_of(t) else { continue };
+            let Some((lo, hi)) = self.locator.locate(t) else { continue };
             let s = self.own_series(partial, lo);
             let v = if bytes { block.line_range(i).len() as f64 } else { 1.0 };
             partial.acc.add(s, t, v, lo, hi);
@@ -286,7 +294,7 @@ impl UnitRun<'_> {
         md: &mut Vec<(&'b str, &'b str)>,
     ) {
         let t = block.timestamps()[i];
-        let Some((lo, hi)) = self.scan.window.steps_of(t) else { return };
+        let Some((lo, hi)) = self.locator.locate(t) else { return };
         if self.scan.plain && !block.has_metadata() {
             let s = self.own_series(partial, lo);
             let v = if self.scan.kind == Kind::Bytes { block.line_range(i).len() as f64 } else { 1.0 };

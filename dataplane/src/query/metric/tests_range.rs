@@ -385,3 +385,29 @@ fn source_matching_uses_all_matchers() {
     let m = crate::logql::parse_matchers(r#"{app="a", env=~"p.*"}"#).expect("matchers");
     assert!(matches_all(&labels, &m));
 }
+
+#[test]
+fn locator_agrees_with_direct_computation() {
+    use super::window::{Locator, Window};
+    let mut seed = 11u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    for _ in 0..200 {
+        let w = Window {
+            first: next() as i64 % 1000 - 500,
+            step: 1 + (next() % 100) as i64,
+            n: 1 + (next() % 20) as usize,
+            range: 1 + (next() % 300) as i64,
+        };
+        let mut loc = Locator::new(w);
+        let mut ts: Vec<i64> = (0..300).map(|_| next() as i64 % 4000 - 1500).collect();
+        if next() % 2 == 0 {
+            ts.sort_unstable();
+        }
+        for t in ts {
+            assert_eq!(loc.locate(t), w.steps_of(t), "{w:?} at {t}");
+        }
+    }
+}

@@ -34,8 +34,9 @@ impl Window {
         self.first.saturating_add(self.step.saturating_mul(i as i64))
     }
 
-    /// The windows (`lo..=hi`) a sample at `ts` falls in, `None` when it falls in none.
-    #[inline]
+    /// The windows (`lo..=hi`) a sample at `ts` falls in, `None` when it falls in none (the
+    /// direct computation [`Locator`] is checked against).
+    #[cfg(test)]
     pub(crate) fn steps_of(&self, ts: i64) -> Option<(usize, usize)> {
         let d = ts.saturating_sub(self.first);
         // ts <= end(i)  <=>  i >= ceil(d / step)
@@ -57,6 +58,49 @@ impl Window {
         let sec = self.range / 1_000_000_000;
         let nsec = self.range % 1_000_000_000;
         sec as f64 + nsec as f64 / 1e9
+    }
+}
+
+/// Finds the windows a sample falls in, remembering the span of timestamps
+/// that fall in the same windows as the last one: the samples of a block come sorted, so most
+/// lookups are two comparisons instead of two divisions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Locator {
+    w: Window,
+    /// Timestamps in `(after, upto]` fall in `last`'s windows.
+    after: i64,
+    upto: i64,
+    last: Option<(usize, usize)>,
+}
+
+impl Locator {
+    pub(crate) fn new(w: Window) -> Locator {
+        Locator { w, after: i64::MAX, upto: i64::MIN, last: None }
+    }
+
+    /// The windows (`lo..=hi`) a sample at `ts` falls in, `None` when it falls in none.
+    #[inline]
+    pub(crate) fn locate(&mut self, ts: i64) -> Option<(usize, usize)> {
+        if ts > self.after && ts <= self.upto {
+            return self.last;
+        }
+        self.relocate(ts)
+    }
+
+    fn relocate(&mut self, ts: i64) -> Option<(usize, usize)> {
+        let (first, step, range) = (i128::from(self.w.first), i128::from(self.w.step), i128::from(self.w.range));
+        let d = i128::from(ts) - first;
+        // Unclamped: the first window ending at or after ts, the last starting before it.
+        let l = -(-d).div_euclid(step);
+        let h = (d + range - 1).div_euclid(step);
+        let after = (first + (l - 1) * step).max(first + h * step - range);
+        let upto = (first + l * step).min(first + (h + 1) * step - range);
+        let clamp = |x: i128| x.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        self.after = clamp(after);
+        self.upto = clamp(upto);
+        let (lo, hi) = (l.max(0), h.min(self.w.n as i128 - 1));
+        self.last = (lo <= hi).then_some((lo as usize, hi as usize));
+        self.last
     }
 }
 
