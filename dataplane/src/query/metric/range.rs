@@ -34,6 +34,12 @@ pub(crate) struct Leaf {
     pub(crate) grouping: Option<Grouping>,
 }
 
+/// Most series x steps one range aggregation may accumulate (16M cells, about 256 MiB of
+/// accumulators and result rows): Loki keeps only the current step's series, Norn every step's,
+/// so a query grouping by a label with millions of values over many steps fails instead of
+/// taking the process down.
+const MAX_CELLS: usize = 1 << 24;
+
 /// Most blocks in one work unit of a stream whose blocks do not overlap.
 const MAX_BLOCKS_PER_UNIT: usize = 16;
 
@@ -164,7 +170,7 @@ impl Scan {
         });
         let mut merged = Partial::new(self.kind, self.window.n);
         for r in results {
-            merged.merge(r?);
+            merged.merge(r?)?;
         }
         Ok(merged)
     }
@@ -234,12 +240,12 @@ impl Scan {
             match self.extractor.pipeline().candidates(&block) {
                 Some(cands) => {
                     for i in cands.into_iter().filter(|i| range.contains(i)) {
-                        run.entry(partial, &block, i, &mut md);
+                        run.entry(partial, &block, i, &mut md)?;
                     }
                 }
                 None => {
                     for i in range {
-                        run.entry(partial, &block, i, &mut md);
+                        run.entry(partial, &block, i, &mut md)?;
                     }
                 }
             }
@@ -277,7 +283,7 @@ impl UnitRun<'_> {
         for i in range {
             let t = ts[i];
             let Some((lo, hi)) = self.locator.locate(t) else { continue };
-            let s = self.own_series(partial, lo);
+            let s = self.own_series(partial, lo)?;
             let v = if bytes { block.line_range(i).len() as f64 } else { 1.0 };
             partial.acc.add(s, t, v, lo, hi);
         }
@@ -292,14 +298,14 @@ impl UnitRun<'_> {
         block: &'b DecodedBlock,
         i: usize,
         md: &mut Vec<(&'b str, &'b str)>,
-    ) {
+    ) -> Result<(), EvalError> {
         let t = block.timestamps()[i];
-        let Some((lo, hi)) = self.locator.locate(t) else { return };
+        let Some((lo, hi)) = self.locator.locate(t) else { return Ok(()) };
         if self.scan.plain && !block.has_metadata() {
-            let s = self.own_series(partial, lo);
+            let s = self.own_series(partial, lo)?;
             let v = if self.scan.kind == Kind::Bytes { block.line_range(i).len() as f64 } else { 1.0 };
             partial.acc.add(s, t, v, lo, hi);
-            return;
+            return Ok(());
         }
         md.clear();
         if block.has_metadata() {
@@ -307,7 +313,7 @@ impl UnitRun<'_> {
         }
         let line = &block.lines_buf()[block.line_range(i)];
         let ex = self.extractor.get_or_insert_with(|| self.scan.extractor.for_stream(&self.stream.labels));
-        let Some((value, labels)) = ex.process(t, line, md) else { return };
+        let Some((value, labels)) = ex.process(t, line, md) else { return Ok(()) };
         let hash = labels.hash;
         let s = match self.last {
             Some((h, s)) if h == hash => s,
@@ -318,7 +324,7 @@ impl UnitRun<'_> {
                 }
                 None => {
                     let all = labels.all.clone();
-                    let s = resolve_series(self.scan, partial, &all, lo);
+                    let s = resolve_series(self.scan, partial, &all, lo)?;
                     self.cache.insert(hash, s);
                     self.last = Some((hash, s));
                     s
@@ -326,17 +332,18 @@ impl UnitRun<'_> {
             },
         };
         partial.acc.add(s, t, value, lo, hi);
+        Ok(())
     }
 
     /// The series of the stream's own labels.
     #[inline]
-    fn own_series(&mut self, partial: &mut Partial, lo: usize) -> usize {
+    fn own_series(&mut self, partial: &mut Partial, lo: usize) -> Result<usize, EvalError> {
         match self.own {
-            Some(s) => s,
+            Some(s) => Ok(s),
             None => {
-                let s = resolve_series(self.scan, partial, &self.stream.labels, lo);
+                let s = resolve_series(self.scan, partial, &self.stream.labels, lo)?;
                 self.own = Some(s);
-                s
+                Ok(s)
             }
         }
     }
@@ -378,7 +385,7 @@ impl UnitRun<'_> {
             if duplicate {
                 continue;
             }
-            self.entry(partial, &blocks[b as usize], i as usize, &mut md);
+            self.entry(partial, &blocks[b as usize], i as usize, &mut md)?;
         }
         Ok(())
     }
@@ -386,18 +393,18 @@ impl UnitRun<'_> {
 
 /// The series index of labels `all` (before grouping), creating the series when new. A label
 /// set carrying `__error__` is kept whole, as Loki does, and noted as an error at window `lo`.
-fn resolve_series(scan: &Scan, partial: &mut Partial, all: &SharedLabels, lo: usize) -> usize {
+fn resolve_series(scan: &Scan, partial: &mut Partial, all: &SharedLabels, lo: usize) -> Result<usize, EvalError> {
     let errored = all.get(ERROR_LABEL).is_some();
     let labels = match &scan.grouping {
         Some(g) if !errored => Arc::new(labelset::group(all, g)),
         _ => all.clone(),
     };
-    let s = partial.series(labels);
+    let s = partial.series(labels)?;
     if errored {
         let e = &mut partial.error_step[s];
         *e = (*e).min(lo);
     }
-    s
+    Ok(s)
 }
 
 /// What one worker accumulated.
@@ -409,30 +416,43 @@ struct Partial {
     /// For each series, the first window it has a sample in if it carries `__error__`
     /// (`usize::MAX` otherwise).
     error_step: Vec<usize>,
+    /// Number of windows (each series costs about that many cells).
+    steps: usize,
 }
 
 impl Partial {
     fn new(kind: Kind, n: usize) -> Partial {
-        Partial { acc: Acc::new(kind, n), labels: Vec::new(), index: HashMap::new(), error_step: Vec::new() }
+        Partial { acc: Acc::new(kind, n), labels: Vec::new(), index: HashMap::new(), error_step: Vec::new(), steps: n }
     }
 
-    fn series(&mut self, labels: SharedLabels) -> usize {
+    /// The index of the series of `labels`, creating it when new. Fails when the series of
+    /// this aggregation would not fit the memory budget of a query ([`MAX_CELLS`]).
+    fn series(&mut self, labels: SharedLabels) -> Result<usize, EvalError> {
         if let Some(&s) = self.index.get(&labels) {
-            return s;
+            return Ok(s);
+        }
+        if (self.labels.len() + 1).saturating_mul(self.steps + 1) > MAX_CELLS {
+            return Err(EvalError::Limit(format!(
+                "range aggregation exceeded the memory budget of a query: more than {} series over {} steps; \
+                 select fewer streams, aggregate by fewer labels or use a larger step",
+                self.labels.len(),
+                self.steps
+            )));
         }
         let s = self.acc.push_series();
         self.labels.push(labels.clone());
         self.error_step.push(usize::MAX);
         self.index.insert(labels, s);
-        s
+        Ok(s)
     }
 
-    fn merge(&mut self, mut other: Partial) {
+    fn merge(&mut self, mut other: Partial) -> Result<(), EvalError> {
         for (src, labels) in other.labels.iter().enumerate() {
-            let dst = self.series(labels.clone());
+            let dst = self.series(labels.clone())?;
             self.acc.merge_from(dst, &mut other.acc, src);
             self.error_step[dst] = self.error_step[dst].min(other.error_step[src]);
         }
+        Ok(())
     }
 
     /// The error series Loki would report first: at the earliest window, then by labels.

@@ -411,3 +411,14 @@ fn locator_agrees_with_direct_computation() {
         }
     }
 }
+
+#[test]
+fn too_many_series_times_steps_fail_instead_of_exhausting_memory() {
+    let streams: Vec<(String, Vec<Entry>)> =
+        (0..1600).map(|i| (format!(r#"{{app="a", pod="p{i}"}}"#), at("x", f64::from(i) + 1.0))).collect();
+    let src = source(streams.iter().map(|(l, e)| (l.as_str(), e.clone())).collect());
+    let e = error(&src, r#"sum(count_over_time({app="a"}[1s])) by (pod)"#, params_range(0.0, 11000.0, 1.0));
+    assert!(matches!(&e, EvalError::Limit(m) if m.contains("memory budget")), "{e}");
+    // The same series over few steps are fine.
+    assert_eq!(range(&src, r#"count(count_over_time({app="a"}[1h]))"#, 3600.0, 3600.0, 1.0).len(), 1);
+}
