@@ -4,9 +4,9 @@
 //! Evaluation runs in two phases:
 //!
 //! 1. every range aggregation of the expression (a *leaf*) reads its streams and folds their
-//!    samples into per-step windows ([`range`]), on all cores, off the async runtime;
-//! 2. the rest of the tree combines the leaves' series ([`vector`], [`binop`], `label_replace`)
-//!    over all steps at once ([`rows`]).
+//!    samples into per-step windows (`range`), on all cores, off the async runtime;
+//! 2. the rest of the tree combines the leaves' series (`vector`, `binop`, `label_replace`)
+//!    over all steps at once (`rows`).
 //!
 //! Like Loki, a `sum` directly over `count_over_time`, `rate`, `bytes_over_time`, `bytes_rate`
 //! or `sum_over_time` reduces labels at the source: the range aggregation only keeps the labels
