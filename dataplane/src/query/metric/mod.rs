@@ -4,15 +4,16 @@
 //! Evaluation runs in two phases:
 //!
 //! 1. every range aggregation of the expression (a *leaf*) reads its streams and folds their
-//!    samples into per-step windows ([`range`]), on all cores, off the async runtime;
-//! 2. the rest of the tree combines the leaves' series ([`vector`], [`binop`], `label_replace`)
-//!    over all steps at once ([`rows`]).
+//!    samples into per-step windows (`range`), on all cores, off the async runtime;
+//! 2. the rest of the tree combines the leaves' series (`vector`, `binop`, `label_replace`)
+//!    over all steps at once (`rows`).
 //!
 //! Like Loki, a `sum` directly over `count_over_time`, `rate`, `bytes_over_time`, `bytes_rate`
 //! or `sum_over_time` reduces labels at the source: the range aggregation only keeps the labels
 //! the `sum` groups by, so per-stream series are never built for it.
 
 mod binop;
+mod buffered;
 mod labelset;
 mod range;
 mod rows;
@@ -26,6 +27,7 @@ mod tests_binop;
 #[cfg(test)]
 mod tests_range;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::labels::{Labels, SharedLabels};
@@ -150,17 +152,13 @@ fn evaluate(
 
 /// `label_replace` over rows; rows with equal labels share the rewritten set.
 fn label_replace(lr: &crate::logql::LabelReplace, rows: Vec<Row>) -> Vec<Row> {
-    let mut cache: Vec<(SharedLabels, SharedLabels)> = Vec::new();
+    let mut cache: HashMap<SharedLabels, SharedLabels> = HashMap::new();
     rows.into_iter()
         .map(|row| {
-            let labels = match cache.iter().find(|(from, _)| from == &row.labels) {
-                Some((_, to)) => to.clone(),
-                None => {
-                    let to = Arc::new(labelset::label_replace(&row.labels, lr));
-                    cache.push((row.labels.clone(), to.clone()));
-                    to
-                }
-            };
+            let labels = cache
+                .entry(row.labels.clone())
+                .or_insert_with(|| Arc::new(labelset::label_replace(&row.labels, lr)))
+                .clone();
             Row { labels, values: row.values }
         })
         .collect()
@@ -214,7 +212,7 @@ fn output(
 /// Rows without points dropped, and rows with equal labels joined into one (the first row's
 /// value wins at a step both have), as Loki joins the steps of a result by label set.
 fn merge_equal_labels(rows: Vec<Row>) -> Vec<Row> {
-    let mut index: std::collections::HashMap<SharedLabels, usize> = std::collections::HashMap::new();
+    let mut index: HashMap<SharedLabels, usize> = HashMap::new();
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
     for row in rows {
         if !row.has_points() {

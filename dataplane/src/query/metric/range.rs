@@ -19,9 +19,10 @@ use crate::logql::{Grouping, RangeAggregation, RangeOp};
 use crate::query::pipeline::{SampleExtractor, StreamSampleExtractor};
 use crate::query::{EvalError, LogSource, StreamBlocks};
 
+use super::buffered::{self, Segment};
 use super::labelset::{self, ERROR_LABEL};
 use super::rows::{Row, Steps};
-use super::window::{Acc, Kind, Window};
+use super::window::{Acc, Kind, Locator, Window};
 
 /// A range aggregation to evaluate, with the grouping its output series are reduced to.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +33,12 @@ pub(crate) struct Leaf {
     /// (Loki reduces labels at the source the same way); `None` keeps every label.
     pub(crate) grouping: Option<Grouping>,
 }
+
+/// Most series x steps one range aggregation may accumulate (16M cells, about 256 MiB of
+/// accumulators and result rows): Loki keeps only the current step's series, Norn every step's,
+/// so a query grouping by a label with millions of values over many steps fails instead of
+/// taking the process down.
+const MAX_CELLS: usize = 1 << 24;
 
 /// Most blocks in one work unit of a stream whose blocks do not overlap.
 const MAX_BLOCKS_PER_UNIT: usize = 16;
@@ -69,11 +76,9 @@ pub(crate) async fn evaluate(source: Arc<dyn LogSource>, leaf: &Leaf, steps: Ste
         if let Some((_, s)) = partial.first_error() {
             return Err(labelset::pipeline_error(&partial.labels[s]));
         }
-        let mut rows = Vec::with_capacity(partial.labels.len());
-        for s in 0..partial.labels.len() {
-            let values = partial.acc.finish(s, scan.op, scan.phi, &scan.window);
-            rows.push(Row { labels: partial.labels[s].clone(), values });
-        }
+        let values = scan.finish(&mut partial)?;
+        let rows: Vec<Row> =
+            partial.labels.into_iter().zip(values).map(|(labels, values)| Row { labels, values }).collect();
         Ok(match absent {
             Some(labels) => absent_rows(labels, &rows, scan.window.n),
             None => rows,
@@ -165,14 +170,56 @@ impl Scan {
         });
         let mut merged = Partial::new(self.kind, self.window.n);
         for r in results {
-            merged.merge(r?);
+            merged.merge(r?)?;
         }
         Ok(merged)
     }
 
+    /// Every series' values at every window. Buffered operations, whose windows cost the most,
+    /// are finished on all cores.
+    fn finish(&self, partial: &mut Partial) -> Result<Vec<Vec<Option<f64>>>, EvalError> {
+        let series = partial.labels.len();
+        if self.kind != Kind::Buffer {
+            return Ok((0..series).map(|s| partial.acc.finish(s, self.op, self.phi, &self.window)).collect());
+        }
+        let buffers: Vec<Vec<Segment>> = (0..series).map(|s| partial.acc.take_buffer(s)).collect();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8).min(series.max(1));
+        let per = series.div_ceil(threads).max(1);
+        let mut chunks: Vec<Vec<Vec<Segment>>> = Vec::new();
+        let mut rest = buffers.into_iter();
+        loop {
+            let chunk: Vec<Vec<Segment>> = rest.by_ref().take(per).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
+        let finish = |chunk: Vec<Vec<Segment>>| -> Vec<Vec<Option<f64>>> {
+            chunk.into_iter().map(|segs| buffered::finish(segs, self.op, self.phi, &self.window)).collect()
+        };
+        std::thread::scope(|s| {
+            let mut chunks = chunks.into_iter();
+            let first = chunks.next();
+            let handles: Vec<_> = chunks.map(|c| s.spawn(move || finish(c))).collect();
+            let mut out = first.map(finish).unwrap_or_default();
+            for h in handles {
+                out.extend(h.join().map_err(|_| EvalError::Internal("metric worker thread panicked".into()))?);
+            }
+            Ok(out)
+        })
+    }
+
     fn run_unit(&self, unit: &Unit, partial: &mut Partial) -> Result<(), EvalError> {
         let stream = &self.streams[unit.stream];
-        let mut run = UnitRun { scan: self, stream, extractor: None, cache: HashMap::default(), last: None, own: None };
+        let mut run = UnitRun {
+            scan: self,
+            stream,
+            extractor: None,
+            cache: HashMap::default(),
+            last: None,
+            own: None,
+            locator: Locator::new(self.window),
+        };
         if stream.overlapping {
             return run.merged(partial);
         }
@@ -193,12 +240,12 @@ impl Scan {
             match self.extractor.pipeline().candidates(&block) {
                 Some(cands) => {
                     for i in cands.into_iter().filter(|i| range.contains(i)) {
-                        run.entry(partial, &block, i, &mut md);
+                        run.entry(partial, &block, i, &mut md)?;
                     }
                 }
                 None => {
                     for i in range {
-                        run.entry(partial, &block, i, &mut md);
+                        run.entry(partial, &block, i, &mut md)?;
                     }
                 }
             }
@@ -219,6 +266,7 @@ struct UnitRun<'a> {
     last: Option<(u64, usize)>,
     /// The series of the stream's own labels, once an entry needed it.
     own: Option<usize>,
+    locator: Locator,
 }
 
 impl UnitRun<'_> {
@@ -230,13 +278,12 @@ impl UnitRun<'_> {
         block: &DecodedBlock,
         range: Range<usize>,
     ) -> Result<(), EvalError> {
-        let window = &self.scan.window;
         let bytes = self.scan.kind == Kind::Bytes;
         let ts = block.timestamps();
         for i in range {
             let t = ts[i];
-            let Some((lo, hi)) = window.steps_of(t) else { continue };
-            let s = self.own_series(partial, lo);
+            let Some((lo, hi)) = self.locator.locate(t) else { continue };
+            let s = self.own_series(partial, lo)?;
             let v = if bytes { block.line_range(i).len() as f64 } else { 1.0 };
             partial.acc.add(s, t, v, lo, hi);
         }
@@ -251,14 +298,14 @@ impl UnitRun<'_> {
         block: &'b DecodedBlock,
         i: usize,
         md: &mut Vec<(&'b str, &'b str)>,
-    ) {
+    ) -> Result<(), EvalError> {
         let t = block.timestamps()[i];
-        let Some((lo, hi)) = self.scan.window.steps_of(t) else { return };
+        let Some((lo, hi)) = self.locator.locate(t) else { return Ok(()) };
         if self.scan.plain && !block.has_metadata() {
-            let s = self.own_series(partial, lo);
+            let s = self.own_series(partial, lo)?;
             let v = if self.scan.kind == Kind::Bytes { block.line_range(i).len() as f64 } else { 1.0 };
             partial.acc.add(s, t, v, lo, hi);
-            return;
+            return Ok(());
         }
         md.clear();
         if block.has_metadata() {
@@ -266,7 +313,7 @@ impl UnitRun<'_> {
         }
         let line = &block.lines_buf()[block.line_range(i)];
         let ex = self.extractor.get_or_insert_with(|| self.scan.extractor.for_stream(&self.stream.labels));
-        let Some((value, labels)) = ex.process(t, line, md) else { return };
+        let Some((value, labels)) = ex.process(t, line, md) else { return Ok(()) };
         let hash = labels.hash;
         let s = match self.last {
             Some((h, s)) if h == hash => s,
@@ -277,7 +324,7 @@ impl UnitRun<'_> {
                 }
                 None => {
                     let all = labels.all.clone();
-                    let s = resolve_series(self.scan, partial, &all, lo);
+                    let s = resolve_series(self.scan, partial, &all, lo)?;
                     self.cache.insert(hash, s);
                     self.last = Some((hash, s));
                     s
@@ -285,17 +332,18 @@ impl UnitRun<'_> {
             },
         };
         partial.acc.add(s, t, value, lo, hi);
+        Ok(())
     }
 
     /// The series of the stream's own labels.
     #[inline]
-    fn own_series(&mut self, partial: &mut Partial, lo: usize) -> usize {
+    fn own_series(&mut self, partial: &mut Partial, lo: usize) -> Result<usize, EvalError> {
         match self.own {
-            Some(s) => s,
+            Some(s) => Ok(s),
             None => {
-                let s = resolve_series(self.scan, partial, &self.stream.labels, lo);
+                let s = resolve_series(self.scan, partial, &self.stream.labels, lo)?;
                 self.own = Some(s);
-                s
+                Ok(s)
             }
         }
     }
@@ -341,7 +389,7 @@ impl UnitRun<'_> {
             if duplicate {
                 continue;
             }
-            self.entry(partial, &blocks[b as usize], i as usize, &mut md);
+            self.entry(partial, &blocks[b as usize], i as usize, &mut md)?;
         }
         Ok(())
     }
@@ -349,18 +397,18 @@ impl UnitRun<'_> {
 
 /// The series index of labels `all` (before grouping), creating the series when new. A label
 /// set carrying `__error__` is kept whole, as Loki does, and noted as an error at window `lo`.
-fn resolve_series(scan: &Scan, partial: &mut Partial, all: &SharedLabels, lo: usize) -> usize {
+fn resolve_series(scan: &Scan, partial: &mut Partial, all: &SharedLabels, lo: usize) -> Result<usize, EvalError> {
     let errored = all.get(ERROR_LABEL).is_some();
     let labels = match &scan.grouping {
         Some(g) if !errored => Arc::new(labelset::group(all, g)),
         _ => all.clone(),
     };
-    let s = partial.series(labels);
+    let s = partial.series(labels)?;
     if errored {
         let e = &mut partial.error_step[s];
         *e = (*e).min(lo);
     }
-    s
+    Ok(s)
 }
 
 /// What one worker accumulated.
@@ -372,30 +420,43 @@ struct Partial {
     /// For each series, the first window it has a sample in if it carries `__error__`
     /// (`usize::MAX` otherwise).
     error_step: Vec<usize>,
+    /// Number of windows (each series costs about that many cells).
+    steps: usize,
 }
 
 impl Partial {
     fn new(kind: Kind, n: usize) -> Partial {
-        Partial { acc: Acc::new(kind, n), labels: Vec::new(), index: HashMap::new(), error_step: Vec::new() }
+        Partial { acc: Acc::new(kind, n), labels: Vec::new(), index: HashMap::new(), error_step: Vec::new(), steps: n }
     }
 
-    fn series(&mut self, labels: SharedLabels) -> usize {
+    /// The index of the series of `labels`, creating it when new. Fails when the series of
+    /// this aggregation would not fit the memory budget of a query ([`MAX_CELLS`]).
+    fn series(&mut self, labels: SharedLabels) -> Result<usize, EvalError> {
         if let Some(&s) = self.index.get(&labels) {
-            return s;
+            return Ok(s);
+        }
+        if (self.labels.len() + 1).saturating_mul(self.steps + 1) > MAX_CELLS {
+            return Err(EvalError::Limit(format!(
+                "range aggregation exceeded the memory budget of a query: more than {} series over {} steps; \
+                 select fewer streams, aggregate by fewer labels or use a larger step",
+                self.labels.len(),
+                self.steps
+            )));
         }
         let s = self.acc.push_series();
         self.labels.push(labels.clone());
         self.error_step.push(usize::MAX);
         self.index.insert(labels, s);
-        s
+        Ok(s)
     }
 
-    fn merge(&mut self, mut other: Partial) {
+    fn merge(&mut self, mut other: Partial) -> Result<(), EvalError> {
         for (src, labels) in other.labels.iter().enumerate() {
-            let dst = self.series(labels.clone());
+            let dst = self.series(labels.clone())?;
             self.acc.merge_from(dst, &mut other.acc, src);
             self.error_step[dst] = self.error_step[dst].min(other.error_step[src]);
         }
+        Ok(())
     }
 
     /// The error series Loki would report first: at the earliest window, then by labels.

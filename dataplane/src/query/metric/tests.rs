@@ -475,6 +475,21 @@ fn label_replace_rewrites_labels() {
         &[(r#"{app="foo", tier="1", x="f-$--$"}"#, 6.0), (r#"{app="foobar", tier="2"}"#, 6.0)],
         false,
     );
+    // Named groups, and a name Go allows twice (the first participating one is used).
+    assert_vector(
+        instant(
+            &src,
+            &format!(r#"label_replace({sel}, "x", "${{rest}}$first", "app", "(?P<first>f)(?P<rest>.*)")"#),
+            60.0,
+        ),
+        &[(r#"{app="foo", tier="1", x="oof"}"#, 6.0), (r#"{app="foobar", tier="2", x="oobarf"}"#, 6.0)],
+        false,
+    );
+    assert_vector(
+        instant(&src, &format!(r#"label_replace({sel}, "x", "$1$2", "app", "(?P<a>f)(?P<a>o)o")"#), 60.0),
+        &[(r#"{app="foo", tier="1", x="fo"}"#, 6.0), (r#"{app="foobar", tier="2"}"#, 6.0)],
+        false,
+    );
 }
 
 #[test]

@@ -385,3 +385,40 @@ fn source_matching_uses_all_matchers() {
     let m = crate::logql::parse_matchers(r#"{app="a", env=~"p.*"}"#).expect("matchers");
     assert!(matches_all(&labels, &m));
 }
+
+#[test]
+fn locator_agrees_with_direct_computation() {
+    use super::window::{Locator, Window};
+    let mut seed = 11u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    for _ in 0..200 {
+        let w = Window {
+            first: next() as i64 % 1000 - 500,
+            step: 1 + (next() % 100) as i64,
+            n: 1 + (next() % 20) as usize,
+            range: 1 + (next() % 300) as i64,
+        };
+        let mut loc = Locator::new(w);
+        let mut ts: Vec<i64> = (0..300).map(|_| next() as i64 % 4000 - 1500).collect();
+        if next() % 2 == 0 {
+            ts.sort_unstable();
+        }
+        for t in ts {
+            assert_eq!(loc.locate(t), w.steps_of(t), "{w:?} at {t}");
+        }
+    }
+}
+
+#[test]
+fn too_many_series_times_steps_fail_instead_of_exhausting_memory() {
+    let streams: Vec<(String, Vec<Entry>)> =
+        (0..1600).map(|i| (format!(r#"{{app="a", pod="p{i}"}}"#), at("x", f64::from(i) + 1.0))).collect();
+    let src = source(streams.iter().map(|(l, e)| (l.as_str(), e.clone())).collect());
+    let e = error(&src, r#"sum(count_over_time({app="a"}[1s])) by (pod)"#, params_range(0.0, 11000.0, 1.0));
+    assert!(matches!(&e, EvalError::Limit(m) if m.contains("memory budget")), "{e}");
+    // The same series over few steps are fine.
+    assert_eq!(range(&src, r#"count(count_over_time({app="a"}[1h]))"#, 3600.0, 3600.0, 1.0).len(), 1);
+}

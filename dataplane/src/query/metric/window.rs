@@ -13,6 +13,8 @@
 
 use crate::logql::RangeOp;
 
+use super::buffered::{self, Segment};
+
 /// The windows of a range aggregation: window `i` is `(first + i*step - range, first + i*step]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Window {
@@ -32,8 +34,9 @@ impl Window {
         self.first.saturating_add(self.step.saturating_mul(i as i64))
     }
 
-    /// The windows (`lo..=hi`) a sample at `ts` falls in, `None` when it falls in none.
-    #[inline]
+    /// The windows (`lo..=hi`) a sample at `ts` falls in, `None` when it falls in none (the
+    /// direct computation [`Locator`] is checked against).
+    #[cfg(test)]
     pub(crate) fn steps_of(&self, ts: i64) -> Option<(usize, usize)> {
         let d = ts.saturating_sub(self.first);
         // ts <= end(i)  <=>  i >= ceil(d / step)
@@ -55,6 +58,49 @@ impl Window {
         let sec = self.range / 1_000_000_000;
         let nsec = self.range % 1_000_000_000;
         sec as f64 + nsec as f64 / 1e9
+    }
+}
+
+/// Finds the windows a sample falls in, remembering the span of timestamps
+/// that fall in the same windows as the last one: the samples of a block come sorted, so most
+/// lookups are two comparisons instead of two divisions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Locator {
+    w: Window,
+    /// Timestamps in `(after, upto]` fall in `last`'s windows.
+    after: i64,
+    upto: i64,
+    last: Option<(usize, usize)>,
+}
+
+impl Locator {
+    pub(crate) fn new(w: Window) -> Locator {
+        Locator { w, after: i64::MAX, upto: i64::MIN, last: None }
+    }
+
+    /// The windows (`lo..=hi`) a sample at `ts` falls in, `None` when it falls in none.
+    #[inline]
+    pub(crate) fn locate(&mut self, ts: i64) -> Option<(usize, usize)> {
+        if ts > self.after && ts <= self.upto {
+            return self.last;
+        }
+        self.relocate(ts)
+    }
+
+    fn relocate(&mut self, ts: i64) -> Option<(usize, usize)> {
+        let (first, step, range) = (i128::from(self.w.first), i128::from(self.w.step), i128::from(self.w.range));
+        let d = i128::from(ts) - first;
+        // Unclamped: the first window ending at or after ts, the last starting before it.
+        let l = -(-d).div_euclid(step);
+        let h = (d + range - 1).div_euclid(step);
+        let after = (first + (l - 1) * step).max(first + h * step - range);
+        let upto = (first + l * step).min(first + (h + 1) * step - range);
+        let clamp = |x: i128| x.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        self.after = clamp(after);
+        self.upto = clamp(upto);
+        let (lo, hi) = (l.max(0), h.min(self.w.n as i128 - 1));
+        self.last = (lo <= hi).then_some((lo as usize, hi as usize));
+        self.last
     }
 }
 
@@ -238,6 +284,11 @@ impl Acc {
         }
     }
 
+    /// The buffered samples of series `s` (for [`buffered::finish`]), leaving it empty.
+    pub(crate) fn take_buffer(&mut self, s: usize) -> Vec<Segment> {
+        self.buffers.get_mut(s).map(std::mem::take).unwrap_or_default()
+    }
+
     /// The values of series `s` at every window.
     pub(crate) fn finish(&mut self, s: usize, op: RangeOp, phi: f64, w: &Window) -> Vec<Option<f64>> {
         let n = self.n;
@@ -267,163 +318,14 @@ impl Acc {
                     out.push((self.counts[base + i] > 0).then(|| if op == RangeOp::Rate { v / secs } else { v }));
                 }
             }
-            Kind::Buffer => {
-                let mut segs = std::mem::take(&mut self.buffers[s]);
-                segs.sort_by_key(|seg| seg.unit);
-                let mut samples: Vec<(i64, f64)> = Vec::with_capacity(segs.iter().map(|g| g.samples.len()).sum());
-                for seg in segs {
-                    samples.extend_from_slice(&seg.samples);
-                }
-                // Stable: equal timestamps stay in unit order, and in append order within one.
-                samples.sort_by_key(|&(ts, _)| ts);
-                let mut scratch = Vec::new();
-                let (mut lo, mut hi) = (0usize, 0usize);
-                for i in 0..n {
-                    let end = w.end(i);
-                    let start = end.saturating_sub(w.range);
-                    while hi < samples.len() && samples[hi].0 <= end {
-                        hi += 1;
-                    }
-                    while lo < hi && samples[lo].0 <= start {
-                        lo += 1;
-                    }
-                    let win = &samples[lo..hi];
-                    out.push((!win.is_empty()).then(|| buffered(op, phi, win, start, end, secs, &mut scratch)));
-                }
-            }
+            Kind::Buffer => return buffered::finish(self.take_buffer(s), op, phi, w),
         }
         out
     }
-}
-
-/// Samples of one series from one work unit, in timestamp order.
-#[derive(Debug)]
-struct Segment {
-    unit: usize,
-    samples: Vec<(i64, f64)>,
 }
 
 fn add_slices(dst: &mut [i64], src: &[i64]) {
     for (d, s) in dst.iter_mut().zip(src) {
         *d += *s;
     }
-}
-
-/// The value of a buffered operation over one non-empty window, in timestamp order.
-fn buffered(op: RangeOp, phi: f64, win: &[(i64, f64)], start: i64, end: i64, secs: f64, scratch: &mut Vec<f64>) -> f64 {
-    match op {
-        RangeOp::AvgOverTime => avg(win),
-        RangeOp::StdvarOverTime => stdvar(win),
-        RangeOp::StddevOverTime => stdvar(win).sqrt(),
-        RangeOp::FirstOverTime => win[0].1,
-        RangeOp::LastOverTime => win[win.len() - 1].1,
-        RangeOp::QuantileOverTime => {
-            scratch.clear();
-            scratch.extend(win.iter().map(|&(_, v)| v));
-            quantile(phi, scratch)
-        }
-        RangeOp::RateCounter => counter_rate(win, start, end, secs),
-        // Only buffered operations reach here; any other would be a planning bug, and a NaN is
-        // the least surprising answer for it.
-        _ => f64::NAN,
-    }
-}
-
-/// Loki's `avg_over_time`: an incremental mean that keeps an infinite mean when a finite value or
-/// an infinity of the same sign is added.
-fn avg(win: &[(i64, f64)]) -> f64 {
-    let (mut mean, mut count) = (0.0f64, 0.0f64);
-    for &(_, v) in win {
-        count += 1.0;
-        if mean.is_infinite() && ((v.is_infinite() && (mean > 0.0) == (v > 0.0)) || v.is_finite()) {
-            continue;
-        }
-        mean += v / count - mean / count;
-    }
-    mean
-}
-
-/// Loki's `stdvar_over_time` (Welford's online variance, population).
-fn stdvar(win: &[(i64, f64)]) -> f64 {
-    let (mut aux, mut count, mut mean) = (0.0f64, 0.0f64, 0.0f64);
-    for &(_, v) in win {
-        count += 1.0;
-        let delta = v - mean;
-        mean += delta / count;
-        aux += delta * (v - mean);
-    }
-    aux / count
-}
-
-/// Orders NaN before every number, as Loki's value heaps do.
-fn nan_first(a: &f64, b: &f64) -> std::cmp::Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        (false, false) => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
-    }
-}
-
-/// The φ-quantile of `values` with linear interpolation between ranks (Prometheus' `quantile`):
-/// -Inf for φ < 0, +Inf for φ > 1. Reorders `values`.
-pub(crate) fn quantile(phi: f64, values: &mut [f64]) -> f64 {
-    if values.is_empty() || phi.is_nan() {
-        return f64::NAN;
-    }
-    if phi < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if phi > 1.0 {
-        return f64::INFINITY;
-    }
-    let n = values.len();
-    let rank = phi * (n - 1) as f64;
-    let lower = rank.floor().max(0.0) as usize;
-    let upper = (lower + 1).min(n - 1);
-    let weight = rank - rank.floor();
-    let (_, lo, above) = values.select_nth_unstable_by(lower, nan_first);
-    let lo = *lo;
-    let hi = if upper == lower { lo } else { above.iter().copied().min_by(nan_first).unwrap_or(lo) };
-    lo * (1.0 - weight) + hi * weight
-}
-
-/// `rate_counter`: Prometheus' extrapolated rate of a counter over the window
-/// `(start, end]`, with counter resets added back, extrapolation to each edge capped at half
-/// an average sampling interval when the nearest sample is farther than 1.1 intervals, and never
-/// below the counter's zero point. A single sample gives 0.
-fn counter_rate(win: &[(i64, f64)], start: i64, end: i64, secs: f64) -> f64 {
-    if win.len() < 2 {
-        return 0.0;
-    }
-    let (t0, v0) = win[0];
-    let (t1, v1) = win[win.len() - 1];
-    let mut result = v1 - v0;
-    let mut prev = v0;
-    for &(_, v) in &win[1..] {
-        if v < prev {
-            result += prev;
-        }
-        prev = v;
-    }
-    let ns = 1e9;
-    let mut to_start = (t0 - start) as f64 / ns;
-    let mut to_end = (end - t1) as f64 / ns;
-    let sampled = (t1 - t0) as f64 / ns;
-    let average = sampled / (win.len() - 1) as f64;
-    let threshold = average * 1.1;
-    if to_start >= threshold {
-        to_start = average / 2.0;
-    }
-    if result > 0.0 && v0 >= 0.0 {
-        let to_zero = sampled * (v0 / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    if to_end >= threshold {
-        to_end = average / 2.0;
-    }
-    let factor = (sampled + to_start + to_end) / sampled / secs;
-    result * factor
 }
