@@ -57,9 +57,10 @@ fn the_cli_reports_and_fails_on_a_wrong_expectation() {
     assert!(stdout.contains("wrong.logqltest"), "{stdout}");
     assert!(stdout.trim_end().ends_with("0 passed, 1 failed"), "{stdout}");
 
+    // Entries at 0s, 10s, ..., 50s; the window (0s, 60s] leaves out the one at 0s.
     std::fs::write(
         &script,
-        "load\n  {app=\"a\"} \"x\" @ 0s [repeat every 10s for 6]\n\neval instant at 60s count_over_time({app=\"a\"}[1m])\n  {app=\"a\"} 6\n",
+        "load\n  {app=\"a\"} \"x\" @ 0s [repeat every 10s for 6]\n\neval instant at 60s count_over_time({app=\"a\"}[1m])\n  {app=\"a\"} 5\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_norn")).args(["logqltest"]).arg(&script).output().unwrap();

@@ -122,8 +122,15 @@ async fn run_query(app: &App, headers: &HeaderMap, p: Params, instant: bool) -> 
             "log queries are not supported as an instant query type, please change your query to a range query type",
         ));
     }
-    let out = q.query(&tenants, text_query, &qp).await.map_err(query_error)?;
-    Ok(json(encode::query_response(&out, label_encoding(headers))))
+    let mut out = q.query(&tenants, text_query, &qp).await.map_err(query_error)?;
+    let enc = label_encoding(headers);
+    if enc == LabelEncoding::Categorized
+        && let Value::Streams(streams) = &mut out.value
+    {
+        // A label only a parser or the metadata adds no longer splits a stream.
+        *streams = crate::query::logs::categorize(std::mem::take(streams), qp.direction);
+    }
+    Ok(json(encode::query_response(&out, enc)))
 }
 
 /// The selector of label/series/index endpoints (`query=`); empty means every stream.

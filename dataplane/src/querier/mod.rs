@@ -225,7 +225,7 @@ impl Querier {
             if let Some(max) = cap
                 && out.len() > max
             {
-                return Err(EvalError::Limit(format!("maximum of series ({max}) reached for a single query")).into());
+                return Err(crate::query::metric::series_limit_error(max).into());
             }
         }
         Ok(out)

@@ -444,10 +444,8 @@ async fn memory_harness_runs_log_selection_scripts() {
     assert_eq!(report.evals, 5);
 }
 
-/// Every eval of Loki's conformance scripts, in process. Needs the metric engine and the
-/// pipeline (other parts of the query engine) to pass.
+/// Every eval of Loki's conformance scripts, in process.
 #[tokio::test]
-#[ignore = "needs metric engine and pipeline"]
 async fn conformance_scripts_pass_in_memory() {
     let mut harness = MemoryHarness::default();
     let mut out = Vec::new();

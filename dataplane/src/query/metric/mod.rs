@@ -236,7 +236,7 @@ fn merge_equal_labels(rows: Vec<Row>) -> Vec<Row> {
 }
 
 /// Loki's error when a query returns more series than `max_query_series`.
-pub(crate) fn series_limit_error(limit: usize) -> EvalError {
+pub fn series_limit_error(limit: usize) -> EvalError {
     EvalError::Limit(format!(
         "maximum number of series ({limit}) reached for a single query; consider reducing query cardinality by \
          adding more specific stream selectors, reducing the time range, or aggregating results with functions like \

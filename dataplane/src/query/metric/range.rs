@@ -56,7 +56,7 @@ pub(crate) async fn evaluate(source: Arc<dyn LogSource>, leaf: &Leaf, steps: Ste
     let from = window.first.saturating_sub(window.range).saturating_add(1);
     let through = window.end(steps.n - 1).saturating_add(1);
     let streams = source.select(&range.selector.matchers, from, through).await?;
-    let extractor = SampleExtractor::new(range, leaf.agg.op)?;
+    let extractor = SampleExtractor::with_grouping(range, leaf.agg.op, leaf.grouping.as_ref())?;
     let scan = Scan {
         op: leaf.agg.op,
         phi: leaf.agg.param.unwrap_or(f64::NAN),
