@@ -3,38 +3,9 @@
 
 mod common;
 
-use common::{TestServer, now_ns, proto_body};
+use common::{TestServer, now_ns, urlencode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-async fn get(s: &TestServer, path: &str, tenant: Option<&str>) -> (StatusCode, String) {
-    let mut req = reqwest::Client::new().get(s.url(path));
-    if let Some(t) = tenant {
-        req = req.header("X-Scope-OrgID", t);
-    }
-    let r = req.send().await.unwrap();
-    (r.status(), r.text().await.unwrap())
-}
-
-async fn get_json(s: &TestServer, path: &str, tenant: Option<&str>) -> Value {
-    let (st, body) = get(s, path, tenant).await;
-    assert_eq!(st, StatusCode::OK, "{path}: {body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-async fn push(s: &TestServer, tenant: Option<&str>, streams: &[(&str, Vec<(i64, String)>)]) {
-    let mut req = reqwest::Client::new().post(s.url("/loki/api/v1/push")).body(proto_body(streams));
-    if let Some(t) = tenant {
-        req = req.header("X-Scope-OrgID", t);
-    }
-    let r = req.send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
-}
-
-async fn flush(s: &TestServer) {
-    let r = reqwest::Client::new().post(s.url("/flush?wait=true")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-}
 
 fn fixture(t: i64) -> Vec<(&'static str, Vec<(i64, String)>)> {
     vec![
@@ -49,27 +20,27 @@ fn fixture(t: i64) -> Vec<(&'static str, Vec<(i64, String)>)> {
 async fn labels_series_and_stats_from_memory_and_from_the_store() {
     let s = TestServer::start(&[]).await;
     let t = now_ns() - 60_000_000_000;
-    push(&s, None, &fixture(t)).await;
+    s.push(None, &fixture(t)).await;
     let mut bytes_seen = Vec::new();
     for phase in ["memory", "store"] {
         if phase == "store" {
-            flush(&s).await;
+            s.flush().await;
         }
-        let names = get_json(&s, "/loki/api/v1/labels", None).await;
+        let names = s.get_json("/loki/api/v1/labels", None).await;
         assert_eq!(names["data"], json!(["app", "env", "tier"]), "{phase}");
-        let values = get_json(&s, "/loki/api/v1/label/app/values", None).await;
+        let values = s.get_json("/loki/api/v1/label/app/values", None).await;
         assert_eq!(values["data"], json!(["api", "db", "web"]), "{phase}");
         let q = urlencode(r#"{env="prod"}"#);
-        let values = get_json(&s, &format!("/loki/api/v1/label/app/values?query={q}"), None).await;
+        let values = s.get_json(&format!("/loki/api/v1/label/app/values?query={q}"), None).await;
         assert_eq!(values["data"], json!(["api", "web"]), "{phase}");
         let series =
-            get_json(&s, &format!("/loki/api/v1/series?match[]={}", urlencode(r#"{app=~"a.*|d.*"}"#)), None).await;
+            s.get_json(&format!("/loki/api/v1/series?match[]={}", urlencode(r#"{app=~"a.*|d.*"}"#)), None).await;
         assert_eq!(
             series["data"],
             json!([{"app": "api", "env": "prod"}, {"app": "db", "env": "dev", "tier": "data"}]),
             "{phase}"
         );
-        let stats = get_json(&s, &format!("/loki/api/v1/index/stats?query={q}"), None).await;
+        let stats = s.get_json(&format!("/loki/api/v1/index/stats?query={q}"), None).await;
         assert_eq!(stats["streams"], json!(2), "{phase}");
         assert_eq!(stats["entries"], json!(3), "{phase}");
         // Uncompressed block payload: the 6 line bytes plus their timestamp and length columns.
@@ -77,7 +48,7 @@ async fn labels_series_and_stats_from_memory_and_from_the_store() {
         assert!((6..64).contains(&bytes), "{phase}: {stats}");
         bytes_seen.push(bytes);
         assert!(stats["chunks"].as_u64().unwrap() >= 2, "{phase}: {stats}");
-        let vol = get_json(&s, &format!("/loki/api/v1/index/volume?query={}", urlencode(r#"{env=~".+"}"#)), None).await;
+        let vol = s.get_json(&format!("/loki/api/v1/index/volume?query={}", urlencode(r#"{env=~".+"}"#)), None).await;
         assert_eq!(vol["data"]["resultType"], json!("vector"));
         let result = vol["data"]["result"].as_array().unwrap();
         assert_eq!(result[0]["metric"], json!({"env": "prod"}), "largest first: {vol}");
@@ -92,20 +63,20 @@ async fn labels_series_and_stats_from_memory_and_from_the_store() {
 async fn tenants_are_separate_and_can_be_read_together() {
     let s = TestServer::start(&["--auth.enabled"]).await;
     let t = now_ns() - 60_000_000_000;
-    push(&s, Some("team-a"), &[(r#"{app="a"}"#, vec![(t, "x".into())])]).await;
-    push(&s, Some("team-b"), &[(r#"{app="b"}"#, vec![(t, "y".into())])]).await;
-    let (st, body) = get(&s, "/loki/api/v1/labels", None).await;
+    s.push(Some("team-a"), &[(r#"{app="a"}"#, vec![(t, "x".into())])]).await;
+    s.push(Some("team-b"), &[(r#"{app="b"}"#, vec![(t, "y".into())])]).await;
+    let (st, body) = s.get("/loki/api/v1/labels", None).await;
     assert_eq!((st, body.trim()), (StatusCode::UNAUTHORIZED, "no org id"));
-    let a = get_json(&s, "/loki/api/v1/label/app/values", Some("team-a")).await;
+    let a = s.get_json("/loki/api/v1/label/app/values", Some("team-a")).await;
     assert_eq!(a["data"], json!(["a"]));
-    let both = get_json(&s, "/loki/api/v1/series", Some("team-a|team-b")).await;
+    let both = s.get_json("/loki/api/v1/series", Some("team-a|team-b")).await;
     assert_eq!(both["data"], json!([{"__tenant_id__": "team-a", "app": "a"}, {"__tenant_id__": "team-b", "app": "b"}]));
-    let only_b = get_json(
-        &s,
-        &format!("/loki/api/v1/series?match[]={}", urlencode(r#"{__tenant_id__="team-b"}"#)),
-        Some("team-a|team-b"),
-    )
-    .await;
+    let only_b = s
+        .get_json(
+            &format!("/loki/api/v1/series?match[]={}", urlencode(r#"{__tenant_id__="team-b"}"#)),
+            Some("team-a|team-b"),
+        )
+        .await;
     assert_eq!(only_b["data"], json!([{"__tenant_id__": "team-b", "app": "b"}]));
     s.stop().await;
 }
@@ -113,12 +84,12 @@ async fn tenants_are_separate_and_can_be_read_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn format_query_and_parameter_errors() {
     let s = TestServer::start(&[]).await;
-    let pretty = get_json(
-        &s,
-        &format!("/loki/api/v1/format_query?query={}", urlencode(r#"sum by(app)(rate({app="x"}|="err"[5m]))"#)),
-        None,
-    )
-    .await;
+    let pretty = s
+        .get_json(
+            &format!("/loki/api/v1/format_query?query={}", urlencode(r#"sum by(app)(rate({app="x"}|="err"[5m]))"#)),
+            None,
+        )
+        .await;
     assert_eq!(pretty["status"], json!("success"));
     assert!(pretty["data"].as_str().unwrap().contains("sum by (app)"), "{pretty}");
 
@@ -155,7 +126,7 @@ async fn format_query_and_parameter_errors() {
         ),
     ];
     for (path, want) in cases {
-        let (st, body) = get(&s, &path, None).await;
+        let (st, body) = s.get(&path, None).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert!(body.contains(want), "{path}: {body}");
     }
@@ -166,7 +137,7 @@ async fn format_query_and_parameter_errors() {
 async fn post_form_bodies_work_like_query_strings() {
     let s = TestServer::start(&[]).await;
     let t = now_ns() - 60_000_000_000;
-    push(&s, None, &fixture(t)).await;
+    s.push(None, &fixture(t)).await;
     let r = reqwest::Client::new()
         .post(s.url("/loki/api/v1/label/app/values"))
         .header("Content-Type", "application/x-www-form-urlencoded")
@@ -178,13 +149,4 @@ async fn post_form_bodies_work_like_query_strings() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"], json!(["db"]));
     s.stop().await;
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

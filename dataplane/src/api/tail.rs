@@ -88,6 +88,9 @@ async fn run(mut socket: WebSocket, app: App, t: Tail) {
     // Lines already sent at `from`, so an entry at the boundary is sent once.
     let mut sent_at_from: HashSet<(String, Vec<u8>)> = HashSet::new();
     let mut first = true;
+    // Later polls take everything new, as much as one query may return; a poll cut short by
+    // that continues from its newest entry on the next one.
+    let batch = q.max_entries(&t.tenants);
     loop {
         let end = now_nanos() - t.delay;
         if end > from {
@@ -97,7 +100,7 @@ async fn run(mut socket: WebSocket, app: App, t: Tail) {
                 step: 1,
                 interval: 0,
                 direction: Direction::Forward,
-                limit: if first { t.limit } else { usize::MAX / 2 },
+                limit: if first { t.limit } else { batch },
                 instant: false,
             };
             first = false;

@@ -111,11 +111,16 @@ impl Querier {
         tenants.iter().map(|t| f(self.limits.get(t))).min().unwrap_or_else(|| f(self.limits.defaults()))
     }
 
+    /// The most entries one log query of `tenants` may ask for (`max_entries_limit_per_query`).
+    pub fn max_entries(&self, tenants: &[String]) -> usize {
+        self.strictest(tenants, |l| {
+            if l.max_entries_limit_per_query == 0 { usize::MAX } else { l.max_entries_limit_per_query }
+        })
+    }
+
     /// Checks the limits that apply before evaluation: entries per query and query length.
     fn check_limits(&self, tenants: &[String], expr: &Expr, params: &QueryParams) -> Result<(), QueryError> {
-        let max_entries = self.strictest(tenants, |l| {
-            if l.max_entries_limit_per_query == 0 { usize::MAX } else { l.max_entries_limit_per_query }
-        });
+        let max_entries = self.max_entries(tenants);
         if matches!(expr, Expr::Log(_)) && params.limit > max_entries {
             return Err(QueryError::Invalid(format!(
                 "max entries limit per query exceeded, limit > max_entries_limit_per_query ({} > {max_entries})",

@@ -155,6 +155,49 @@ impl TestServer {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
     }
+
+    /// `GET path` as `tenant` (no `X-Scope-OrgID` when `None`): status and body.
+    pub async fn get(&self, path: &str, tenant: Option<&str>) -> (reqwest::StatusCode, String) {
+        let mut req = reqwest::Client::new().get(self.url(path));
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let r = req.send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    /// `GET path`, which must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str, tenant: Option<&str>) -> serde_json::Value {
+        let (st, body) = self.get(path, tenant).await;
+        assert_eq!(st, reqwest::StatusCode::OK, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Pushes `streams` as snappy protobuf; the push must be acknowledged (204).
+    pub async fn push(&self, tenant: Option<&str>, streams: &[(&str, Vec<(i64, String)>)]) {
+        let mut req = reqwest::Client::new().post(self.url("/loki/api/v1/push")).body(proto_body(streams));
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+    }
+
+    /// Flushes every chunk to the object store and waits for it.
+    pub async fn flush(&self) {
+        let r = reqwest::Client::new().post(self.url("/flush?wait=true")).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    }
+}
+
+/// Percent-encodes `s` for a query string.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Nanoseconds since the epoch.
