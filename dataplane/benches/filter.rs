@@ -18,70 +18,11 @@ use norn::labels::Labels;
 use norn::logql::parse_log_selector;
 use norn::query::pipeline::Pipeline;
 
-const WORDS: [&str; 14] = [
-    "connection",
-    "timeout",
-    "retry",
-    "cache",
-    "miss",
-    "hit",
-    "upstream",
-    "backend",
-    "queue",
-    "flush",
-    "commit",
-    "rollback",
-    "session",
-    "token",
-];
-const LEVELS: [&str; 20] = [
-    "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info",
-    "warn", "warn", "warn", "error", "error", "debug",
-];
-const METHODS: [&str; 6] = ["GET", "GET", "GET", "POST", "PUT", "DELETE"];
-const PATHS: [&str; 7] = ["/api/v1/users", "/api/v1/orders", "/api/v1/items", "/healthz", "/login", "/search", "/cart"];
+mod common;
+use common::{Format, Rng, line_for};
 
 /// Raw line bytes of the benchmarked block.
 const BLOCK_RAW: usize = 256 * 1024;
-
-/// splitmix64, enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len() as u64) as usize]
-    }
-}
-
-fn logfmt_line(rng: &mut Rng) -> String {
-    let level = rng.pick(&LEVELS);
-    let status = match level {
-        "info" | "debug" => 200,
-        "warn" => [404, 429][rng.below(2) as usize],
-        _ => [500, 502, 503][rng.below(3) as usize],
-    };
-    let words: Vec<&str> = (0..5).map(|_| rng.pick(&WORDS)).collect();
-    format!(
-        "level={level} method={} path={}/{} status={status} duration={}ms bytes={} trace_id={:016x} msg=\"{}\"",
-        rng.pick(&METHODS),
-        rng.pick(&PATHS),
-        1 + rng.below(99_999),
-        1 + rng.below(900),
-        100 + rng.below(89_900),
-        rng.next(),
-        words.join(" ")
-    )
-}
 
 /// A decoded block of about 256 KiB of logfmt lines, one of them holding the needle.
 fn block() -> DecodedBlock {
@@ -89,7 +30,7 @@ fn block() -> DecodedBlock {
     let mut chunk = MemChunk::new(Codec::None, 4 * BLOCK_RAW);
     let (mut total, mut ts, mut i) = (0, 1_700_000_000_000_000_000i64, 0);
     while total < BLOCK_RAW {
-        let mut line = logfmt_line(&mut rng);
+        let mut line = line_for(&mut rng, Format::Logfmt);
         if i == 1000 {
             line = line.replace("trace_id=", "trace_id=00000000deadbeef x=");
         }

@@ -25,86 +25,11 @@ use norn::logql::{Matcher, parse_sample_expr};
 use norn::query::source::matches_all;
 use norn::query::{EvalError, EvalLimits, LogSource, QueryParams, StreamBlocks, metric};
 
-const APPS: [&str; 8] = ["api", "web", "worker", "db", "cache", "auth", "billing", "search"];
-const NSS: [&str; 2] = ["prod", "staging"];
-const WORDS: [&str; 14] = [
-    "connection",
-    "timeout",
-    "retry",
-    "cache",
-    "miss",
-    "hit",
-    "upstream",
-    "backend",
-    "queue",
-    "flush",
-    "commit",
-    "rollback",
-    "session",
-    "token",
-];
-const LEVELS: [&str; 20] = [
-    "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info",
-    "warn", "warn", "warn", "error", "error", "debug",
-];
-const METHODS: [&str; 6] = ["GET", "GET", "GET", "POST", "PUT", "DELETE"];
-const PATHS: [&str; 7] = ["/api/v1/users", "/api/v1/orders", "/api/v1/items", "/healthz", "/login", "/search", "/cart"];
+mod common;
+use common::{APPS, Format, NAMESPACES, Rng, line_for};
 
 const STREAMS: usize = 160;
 const T0: i64 = 1_700_000_000 * 1_000_000_000;
-
-/// splitmix64: a tiny deterministic generator, enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len() as u64) as usize]
-    }
-    fn words(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.pick(&WORDS)).collect::<Vec<_>>().join(" ")
-    }
-}
-
-fn line_for(rng: &mut Rng, app: &str) -> String {
-    let level = rng.pick(&LEVELS);
-    let status = match level {
-        "info" | "debug" => 200,
-        "warn" => [404, 429][rng.below(2) as usize],
-        _ => [500, 502, 503][rng.below(3) as usize],
-    };
-    let duration = rng.range(1, 900);
-    let trace_id = format!("{:016x}", rng.next());
-    if app == "worker" || app == "billing" {
-        format!(
-            r#"{{"level":"{level}","job":"{}","duration_ms":{duration},"trace_id":"{trace_id}","attempt":{},"msg":"{}"}}"#,
-            rng.pick(&WORDS),
-            rng.range(1, 5),
-            rng.words(6)
-        )
-    } else {
-        format!(
-            "level={level} method={} path={}/{} status={status} duration={duration}ms bytes={} trace_id={trace_id} msg=\"{}\"",
-            rng.pick(&METHODS),
-            rng.pick(&PATHS),
-            rng.range(1, 99_999),
-            rng.range(100, 90_000),
-            rng.words(5)
-        )
-    }
-}
 
 /// The load generator's streams, each a chunk of the default codec and block size, as an
 /// ingester holds them.
@@ -119,8 +44,8 @@ impl Dataset {
         let mut streams = Vec::with_capacity(STREAMS);
         for i in 0..STREAMS {
             let app = APPS[i % APPS.len()];
-            let ns = NSS[(i / APPS.len()) % NSS.len()];
-            let pod = format!("{app}-{}", i / (APPS.len() * NSS.len()));
+            let ns = NAMESPACES[(i / APPS.len()) % NAMESPACES.len()];
+            let pod = format!("{app}-{}", i / (APPS.len() * NAMESPACES.len()));
             let labels =
                 Labels::from_pairs([("app", app), ("cluster", "east"), ("namespace", ns), ("pod", pod.as_str())])
                     .sorted();
@@ -129,7 +54,7 @@ impl Dataset {
             let mut raw = 0;
             for _ in 0..per_stream {
                 ts += 180_000_000 + rng.below(45_000_000) as i64;
-                let line = line_for(&mut rng, app);
+                let line = line_for(&mut rng, Format::of_app(app));
                 raw += line.len();
                 chunk.append(ts, line.as_bytes(), &[]).expect("append");
             }

@@ -15,87 +15,17 @@ use norn::labels::{Labels, SharedLabels};
 use norn::logql::{Expr, Grouping, SampleExpr, parse_expr, parse_log_selector};
 use norn::query::pipeline::{Pipeline, SampleExtractor};
 
-const WORDS: [&str; 14] = [
-    "connection",
-    "timeout",
-    "retry",
-    "cache",
-    "miss",
-    "hit",
-    "upstream",
-    "backend",
-    "queue",
-    "flush",
-    "commit",
-    "rollback",
-    "session",
-    "token",
-];
-const LEVELS: [&str; 20] = [
-    "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info", "info",
-    "warn", "warn", "warn", "error", "error", "debug",
-];
-const METHODS: [&str; 6] = ["GET", "GET", "GET", "POST", "PUT", "DELETE"];
-const PATHS: [&str; 7] = ["/api/v1/users", "/api/v1/orders", "/api/v1/items", "/healthz", "/login", "/search", "/cart"];
+mod common;
+use common::{Format, Rng, line_for};
 
 const RAW: usize = 256 * 1024;
-
-/// splitmix64, enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len() as u64) as usize]
-    }
-    fn words(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.pick(&WORDS)).collect::<Vec<_>>().join(" ")
-    }
-}
-
-fn line_for(rng: &mut Rng, json: bool) -> String {
-    let level = rng.pick(&LEVELS);
-    let status = match level {
-        "info" | "debug" => 200,
-        "warn" => [404, 429][rng.below(2) as usize],
-        _ => [500, 502, 503][rng.below(3) as usize],
-    };
-    let duration = 1 + rng.below(900);
-    let trace_id = format!("{:016x}", rng.next());
-    if json {
-        format!(
-            r#"{{"level":"{level}","job":"{}","duration_ms":{duration},"trace_id":"{trace_id}","attempt":{},"msg":"{}"}}"#,
-            rng.pick(&WORDS),
-            1 + rng.below(5),
-            rng.words(6)
-        )
-    } else {
-        format!(
-            "level={level} method={} path={}/{} status={status} duration={duration}ms bytes={} trace_id={trace_id} msg=\"{}\"",
-            rng.pick(&METHODS),
-            rng.pick(&PATHS),
-            1 + rng.below(99_999),
-            100 + rng.below(89_900),
-            rng.words(5)
-        )
-    }
-}
 
 /// Lines totalling about 256 KiB, and their byte count.
 fn lines(json: bool) -> (Vec<Vec<u8>>, u64) {
     let mut rng = Rng(7);
     let (mut out, mut total) = (Vec::new(), 0);
     while total < RAW {
-        let l = line_for(&mut rng, json).into_bytes();
+        let l = line_for(&mut rng, if json { Format::Json } else { Format::Logfmt }).into_bytes();
         total += l.len();
         out.push(l);
     }

@@ -52,6 +52,10 @@ impl Rng {
     }
 }
 
+/// The load generator's apps and namespaces: stream `i` is `APPS[i % 8]` in `NAMESPACES[i / 8 % 2]`.
+pub const APPS: [&str; 8] = ["api", "web", "worker", "db", "cache", "auth", "billing", "search"];
+pub const NAMESPACES: [&str; 2] = ["prod", "staging"];
+
 #[derive(Clone, Copy, Debug)]
 pub enum Format {
     Logfmt,
@@ -59,6 +63,11 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format of `app`'s lines in the load generator: JSON for the job-like apps.
+    pub fn of_app(app: &str) -> Format {
+        if app == "worker" || app == "billing" { Format::Json } else { Format::Logfmt }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Logfmt => "logfmt",
@@ -75,7 +84,8 @@ pub fn line_for(rng: &mut Rng, format: Format) -> String {
         _ => [500, 502, 503][rng.below(3) as usize],
     };
     let duration = rng.range(1, 900);
-    let trace_id = format!("{:016x}", rng.next());
+    // The top bit set: a generated trace id never equals a benchmark's needle.
+    let trace_id = format!("{:016x}", rng.next() | 1 << 63);
     match format {
         Format::Json => format!(
             r#"{{"level":"{level}","job":"{}","duration_ms":{duration},"trace_id":"{trace_id}","attempt":{},"msg":"{}"}}"#,
