@@ -36,14 +36,21 @@
 //! first, and a stream whose unit reached the limit drops its later units: no result can need
 //! more than `limit` entries of one stream (see [`scan::Greedy`] for why this also holds with an
 //! interval). The per-stream results are then merged across streams ([`merge`]).
+//!
+//! Without an interval, units are also handed out in time order across all streams, and once the
+//! finished units hold `limit` entries, a unit that starts after the `limit`-th earliest of them
+//! (forward; before the `limit`-th latest, backward) is skipped: the query's first `limit`
+//! entries are among those already held or in units that start no later. A query for the first
+//! entries of many streams so reads about `limit` entries' worth of blocks, not `limit` per
+//! stream.
 
 mod merge;
 mod scan;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -120,6 +127,8 @@ struct StreamPlan {
     labels: SharedLabels,
     /// Units in direction order; a worker takes a unit's blocks out exactly once.
     units: Vec<Mutex<Option<Vec<BlockHandle>>>>,
+    /// Each unit's (min, max) timestamp.
+    spans: Vec<(i64, i64)>,
 }
 
 /// What the workers share.
@@ -135,6 +144,47 @@ struct Work<'a> {
     cutoff: Vec<AtomicUsize>,
     /// Set when a worker failed; the others stop taking work.
     failed: AtomicBool,
+    /// Units decoded and scanned.
+    scanned: AtomicUsize,
+    /// Without an interval: the timestamps of the best `limit` entries found so far.
+    best: Option<Mutex<Best>>,
+    /// The worst of those once there are `limit` of them: a unit entirely past it is skipped.
+    /// `i64::MAX` (forward) or `i64::MIN` (backward) until then.
+    bound: AtomicI64,
+}
+
+/// The timestamps of the first `limit` entries, in direction order, of the finished units.
+struct Best {
+    /// Forward: a max-heap of the smallest timestamps; backward: of the negated largest.
+    heap: BinaryHeap<i128>,
+    limit: usize,
+    direction: Direction,
+}
+
+impl Best {
+    /// Adds a finished unit's entries; returns the new bound once `limit` entries are held.
+    fn add(&mut self, out: &UnitOutput) -> Option<i64> {
+        for e in &out.entries {
+            let key = match self.direction {
+                Direction::Forward => i128::from(e.ts),
+                Direction::Backward => -i128::from(e.ts),
+            };
+            if self.heap.len() < self.limit {
+                self.heap.push(key);
+            } else if self.heap.peek().is_some_and(|&worst| key < worst) {
+                self.heap.pop();
+                self.heap.push(key);
+            }
+        }
+        if self.heap.len() < self.limit {
+            return None;
+        }
+        let worst = *self.heap.peek()?;
+        Some(match self.direction {
+            Direction::Forward => worst as i64,
+            Direction::Backward => (-worst) as i64,
+        })
+    }
 }
 
 impl Query {
@@ -144,6 +194,15 @@ impl Query {
         selected: Vec<StreamBlocks>,
         threads: usize,
     ) -> Result<Vec<crate::query::value::StreamResult>, EvalError> {
+        self.run_counted(selected, threads).map(|(streams, _)| streams)
+    }
+
+    /// [`Query::run`], also returning how many units were decoded and scanned.
+    pub(crate) fn run_counted(
+        &self,
+        selected: Vec<StreamBlocks>,
+        threads: usize,
+    ) -> Result<(Vec<crate::query::value::StreamResult>, usize), EvalError> {
         let plans = self.plan(selected);
         let max_units = plans.iter().map(|p| p.units.len()).max().unwrap_or(0);
         let mut items = Vec::with_capacity(plans.iter().map(|p| p.units.len()).sum());
@@ -154,6 +213,14 @@ impl Query {
                 }
             }
         }
+        let by_time = self.interval == 0;
+        if by_time {
+            // Stable: units starting together keep the round-robin order.
+            match self.direction {
+                Direction::Forward => items.sort_by_key(|&(s, u)| plans[s].spans[u].0),
+                Direction::Backward => items.sort_by_key(|&(s, u)| std::cmp::Reverse(plans[s].spans[u].1)),
+            }
+        }
         let work = Work {
             query: self,
             cutoff: plans.iter().map(|p| AtomicUsize::new(p.units.len())).collect(),
@@ -161,6 +228,18 @@ impl Query {
             items,
             next: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
+            scanned: AtomicUsize::new(0),
+            best: by_time.then(|| {
+                Mutex::new(Best {
+                    heap: BinaryHeap::with_capacity(self.limit.min(1 << 16)),
+                    limit: self.limit,
+                    direction: self.direction,
+                })
+            }),
+            bound: AtomicI64::new(match self.direction {
+                Direction::Forward => i64::MAX,
+                Direction::Backward => i64::MIN,
+            }),
         };
         let threads = threads.clamp(1, work.items.len().max(1));
         let done = if threads == 1 {
@@ -187,7 +266,7 @@ impl Query {
             outputs[s][u] = Some(out);
         }
         let labels: Vec<SharedLabels> = plans.iter().map(|p| p.labels.clone()).collect();
-        merge::merge(self, labels, outputs)
+        Ok((merge::merge(self, labels, outputs)?, work.scanned.load(Ordering::Relaxed)))
     }
 
     /// Merges streams with equal labels (a source may return one per replica or store), keeps
@@ -215,19 +294,25 @@ impl Query {
                 // Stable: blocks starting together keep the source's order (the head last).
                 blocks.sort_by_key(|b| b.meta().min_ts);
                 let mut units: Vec<Vec<BlockHandle>> = Vec::new();
-                let mut unit_max = i64::MIN;
+                let mut spans: Vec<(i64, i64)> = Vec::new();
                 for b in blocks {
                     let (min, max) = (b.meta().min_ts, b.meta().max_ts);
-                    match units.last_mut() {
-                        Some(unit) if min <= unit_max => unit.push(b),
-                        _ => units.push(vec![b]),
+                    match (units.last_mut(), spans.last_mut()) {
+                        (Some(unit), Some(span)) if min <= span.1 => {
+                            unit.push(b);
+                            span.1 = span.1.max(max);
+                        }
+                        _ => {
+                            units.push(vec![b]);
+                            spans.push((min, max));
+                        }
                     }
-                    unit_max = unit_max.max(max);
                 }
                 if self.direction == Direction::Backward {
                     units.reverse();
+                    spans.reverse();
                 }
-                Some(StreamPlan { labels, units: units.into_iter().map(|u| Mutex::new(Some(u))).collect() })
+                Some(StreamPlan { labels, units: units.into_iter().map(|u| Mutex::new(Some(u))).collect(), spans })
             })
             .collect()
     }
@@ -249,13 +334,33 @@ impl Work<'_> {
                 continue;
             }
             let plan = &self.plans[s];
+            let (min, max) = plan.spans[u];
+            let bound = self.bound.load(Ordering::Acquire);
+            let past = match self.query.direction {
+                Direction::Forward => min > bound,
+                Direction::Backward => max < bound,
+            };
+            if past {
+                // Nothing in it can be among the first `limit` entries.
+                done.push((item, UnitOutput::default()));
+                continue;
+            }
             let Some(blocks) = plan.units[u].lock().take() else {
                 continue;
             };
+            self.scanned.fetch_add(1, Ordering::Relaxed);
             match self.query.scan_unit(&plan.labels, blocks) {
                 Ok(out) => {
                     if out.reached_limit {
                         self.cutoff[s].fetch_min(u + 1, Ordering::AcqRel);
+                    }
+                    if let Some(best) = &self.best
+                        && let Some(b) = best.lock().add(&out)
+                    {
+                        match self.query.direction {
+                            Direction::Forward => self.bound.fetch_min(b, Ordering::AcqRel),
+                            Direction::Backward => self.bound.fetch_max(b, Ordering::AcqRel),
+                        };
                     }
                     done.push((item, out));
                 }

@@ -379,6 +379,40 @@ fn matches_the_reference_on_random_data() {
 }
 
 #[test]
+fn the_first_entries_of_many_streams_read_few_blocks() {
+    // 10 streams, interleaved in time, each 40 blocks of one entry: the first 5 entries overall
+    // are in the first blocks of 5 streams, so nearly every other block is skipped (scanning
+    // each stream until it holds 5 entries would read 50).
+    let sources: Vec<StreamBlocks> = (0..10)
+        .map(|s| {
+            let entries: Vec<(i64, String)> = (0..40).map(|i| ((i * 10 + s) * S, format!("s{s}-{i}"))).collect();
+            stream_blocks(&format!(r#"{{app="s{s}"}}"#), &entries, 1)
+        })
+        .collect();
+    for (direction, want_first) in [(Direction::Forward, 0), (Direction::Backward, 399)] {
+        let query = Query {
+            pipeline: Pipeline::new(&[]).expect("empty pipeline"),
+            from: 0,
+            through: 1000 * S,
+            direction,
+            interval: 0,
+            limit: 5,
+        };
+        for threads in [1, 2] {
+            let (got, scanned) = query.run_counted(sources.clone(), threads).expect("run");
+            let mut all: Vec<i64> = got.iter().flat_map(|s| s.entries.iter().map(|e| e.ts / S)).collect();
+            all.sort_unstable();
+            let want: Vec<i64> = match direction {
+                Direction::Forward => (want_first..want_first + 5).collect(),
+                Direction::Backward => (want_first - 4..=want_first).collect(),
+            };
+            assert_eq!(all, want, "{direction:?} threads {threads}");
+            assert!(scanned <= 5 + 2 * threads, "{direction:?} threads {threads}: scanned {scanned} of 400 blocks");
+        }
+    }
+}
+
+#[test]
 fn limit_stops_a_stream_early() {
     // 50 blocks of one entry each; a backward limit of 3 needs the newest three only, so the
     // worker skips the rest (observable as the result being right with a tiny limit; the

@@ -135,8 +135,11 @@ fn select(v: &VectorAggregation, rows: Vec<Row>, gid: &[usize], groups: usize, n
             present.clear();
             present.extend(group.iter().copied().filter(|&r| rows[r].values[i].is_some()));
             let value = |r: usize| rows[r].values[i].unwrap_or(f64::NAN);
-            // Stable: equal values keep row order.
-            present.sort_by(|&a, &b| by_value(value(a), value(b), descending));
+            // Equal values are ordered by labels, so a tie picks the same series every time
+            // (row order comes from hash maps and differs between processes).
+            present.sort_by(|&a, &b| {
+                by_value(value(a), value(b), descending).then_with(|| rows[a].labels.cmp(&rows[b].labels))
+            });
             for &r in present.iter().take(limit) {
                 keep[r][i] = true;
                 if n == 1 {
