@@ -30,8 +30,7 @@ use norn::chunk::{ChunkReader, Codec, DEFAULT_BLOCK_SIZE, MemChunk};
 use norn::entry::Direction;
 use norn::labels::{Labels, SharedLabels};
 use norn::logql::{Expr, Matcher, parse_expr};
-use norn::query::source::matches_all;
-use norn::query::{EvalError, LogSource, QueryParams, StreamBlocks, Value, logs};
+use norn::query::{EvalError, LogSource, MemorySource, QueryParams, StreamBlocks, Value, logs};
 
 mod common;
 use common::{APPS, Format, NAMESPACES, Rng, line_for};
@@ -50,7 +49,7 @@ fn stream_labels(i: usize) -> Labels {
 
 /// Ingester memory: one open chunk per stream (cut blocks plus a head).
 struct Dataset {
-    streams: Vec<(SharedLabels, MemChunk)>,
+    source: MemorySource,
     raw: usize,
     end: i64,
 }
@@ -58,17 +57,7 @@ struct Dataset {
 #[async_trait]
 impl LogSource for Dataset {
     async fn select(&self, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<StreamBlocks>, EvalError> {
-        let mut out = Vec::new();
-        for (labels, chunk) in &self.streams {
-            if !matches_all(labels, matchers) {
-                continue;
-            }
-            let blocks = chunk.block_handles(from, through).map_err(|e| EvalError::Storage(e.to_string()))?;
-            if !blocks.is_empty() {
-                out.push(StreamBlocks { labels: labels.clone(), blocks, overlapping: false });
-            }
-        }
-        Ok(out)
+        self.source.select(matchers, from, through).await
     }
 }
 
@@ -127,7 +116,7 @@ fn dataset(raw_target: usize) -> Dataset {
     let raw = built.iter().map(|(_, b)| b.2).sum();
     let end = built.iter().map(|(_, b)| b.3).max().unwrap_or(T0) + 1;
     let streams = built.into_iter().map(|(_, (l, c, _, _))| (l, c)).collect();
-    Dataset { streams, raw, end }
+    Dataset { source: MemorySource::from_chunks(streams), raw, end }
 }
 
 fn log_expr(q: &str) -> norn::logql::LogExpr {
@@ -140,8 +129,8 @@ fn log_expr(q: &str) -> norn::logql::LogExpr {
 fn bench_queries(c: &mut Criterion) {
     let mb: usize = std::env::var("NORN_BENCH_LOG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(586);
     let data = Arc::new(dataset(mb << 20));
-    let blocks: usize = data.streams.iter().map(|(_, c)| c.blocks().len() + 1).sum();
-    let compressed: usize = data.streams.iter().map(|(_, c)| c.compressed_size()).sum();
+    let blocks: usize = data.source.chunks().iter().map(|(_, c)| c.blocks().len() + 1).sum();
+    let compressed: usize = data.source.chunks().iter().map(|(_, c)| c.compressed_size()).sum();
     println!(
         "dataset: {} streams, {:.0} MB raw, {:.0} MB compressed, {blocks} blocks, {} threads",
         STREAMS,
@@ -230,7 +219,7 @@ fn report_cpu(name: &str, mut f: impl FnMut() -> usize) {
 /// else: what the needle query costs at the least.
 fn scan_floor(data: &Dataset) -> usize {
     let handles: Vec<_> =
-        data.streams.iter().flat_map(|(_, c)| c.block_handles(i64::MIN, i64::MAX).expect("handles")).collect();
+        data.source.chunks().iter().flat_map(|(_, c)| c.block_handles(i64::MIN, i64::MAX).expect("handles")).collect();
     let next = AtomicUsize::new(0);
     let finder = memchr::memmem::Finder::new(NEEDLE);
     std::thread::scope(|s| {

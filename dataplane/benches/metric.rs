@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use norn::chunk::{ChunkReader, Codec, DEFAULT_BLOCK_SIZE, MemChunk};
+use norn::chunk::{Codec, DEFAULT_BLOCK_SIZE, MemChunk};
 use norn::entry::Direction;
-use norn::labels::{Labels, SharedLabels};
+use norn::labels::Labels;
 use norn::logql::{Matcher, parse_sample_expr};
 use norn::query::source::matches_all;
-use norn::query::{EvalError, EvalLimits, LogSource, QueryParams, StreamBlocks, metric};
+use norn::query::{EvalError, EvalLimits, LogSource, MemorySource, QueryParams, StreamBlocks, metric};
 
 mod common;
 use common::{APPS, Format, NAMESPACES, Rng, line_for};
@@ -34,14 +34,16 @@ const T0: i64 = 1_700_000_000 * 1_000_000_000;
 /// The load generator's streams, each a chunk of the default codec and block size, as an
 /// ingester holds them.
 struct Dataset {
-    streams: Vec<(SharedLabels, MemChunk, usize)>,
+    source: MemorySource,
+    /// Raw line bytes of each stream.
+    raw: Vec<usize>,
 }
 
 impl Dataset {
     fn build(lines: usize) -> Dataset {
         let per_stream = lines / STREAMS;
         let mut rng = Rng(7);
-        let mut streams = Vec::with_capacity(STREAMS);
+        let (mut streams, mut raws) = (Vec::with_capacity(STREAMS), Vec::with_capacity(STREAMS));
         for i in 0..STREAMS {
             let app = APPS[i % APPS.len()];
             let ns = NAMESPACES[(i / APPS.len()) % NAMESPACES.len()];
@@ -59,31 +61,23 @@ impl Dataset {
                 chunk.append(ts, line.as_bytes(), &[]).expect("append");
             }
             chunk.close();
-            streams.push((Arc::new(labels), chunk, raw));
+            streams.push((Arc::new(labels), chunk));
+            raws.push(raw);
         }
-        Dataset { streams }
+        Dataset { source: MemorySource::from_chunks(streams), raw: raws }
     }
 
     /// Raw line bytes of the streams matching a selector.
     fn raw_bytes(&self, matchers: &[Matcher]) -> u64 {
-        self.streams.iter().filter(|(l, _, _)| matches_all(l, matchers)).map(|(_, _, raw)| *raw as u64).sum()
+        let streams = self.source.chunks().iter().zip(&self.raw);
+        streams.filter(|((l, _), _)| matches_all(l, matchers)).map(|(_, raw)| *raw as u64).sum()
     }
 }
 
 #[async_trait]
 impl LogSource for Dataset {
     async fn select(&self, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<StreamBlocks>, EvalError> {
-        let mut out = Vec::new();
-        for (labels, chunk, _) in &self.streams {
-            if !matches_all(labels, matchers) {
-                continue;
-            }
-            let blocks = chunk.block_handles(from, through).map_err(|e| EvalError::Storage(e.to_string()))?;
-            if !blocks.is_empty() {
-                out.push(StreamBlocks { labels: labels.clone(), blocks, overlapping: false });
-            }
-        }
-        Ok(out)
+        self.source.select(matchers, from, through).await
     }
 }
 

@@ -59,6 +59,18 @@ impl MemorySource {
     }
 }
 
+impl MemorySource {
+    /// A source over chunks built elsewhere (the benchmarks' load-generator streams).
+    pub fn from_chunks(streams: Vec<(SharedLabels, MemChunk)>) -> Self {
+        Self { streams }
+    }
+
+    /// The streams and their chunks.
+    pub fn chunks(&self) -> &[(SharedLabels, MemChunk)] {
+        &self.streams
+    }
+}
+
 /// Whether every matcher accepts the labels (an absent label has the empty value).
 pub fn matches_all(labels: &Labels, matchers: &[Matcher]) -> bool {
     matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
