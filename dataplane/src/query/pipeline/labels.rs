@@ -358,17 +358,37 @@ impl LineLabels {
             }
             out.push(LabelRef::Base(i as u32));
         }
+        // The base refs are in name order already; the few others are inserted in place (a
+        // full sort per line showed in profiles of parser queries).
+        let mut insert = |r: LabelRef| {
+            let at = out.partition_point(|x| self.name(*x) < self.name(r));
+            out.insert(at, r);
+        };
         for i in 0..self.added.len() {
-            out.push(LabelRef::Added(i as u32));
+            insert(LabelRef::Added(i as u32));
         }
         if self.err.is_some_and(|s| s.start != s.end) {
-            out.push(LabelRef::Err);
+            insert(LabelRef::Err);
         }
         if self.err_details.is_some_and(|s| s.start != s.end) {
-            out.push(LabelRef::Details);
+            insert(LabelRef::Details);
         }
-        if !self.added.is_empty() || self.err.is_some() || self.err_details.is_some() {
-            out.sort_by(|a, b| self.name(*a).cmp(self.name(*b)));
+    }
+
+    /// What [`LineLabels::collect`] and keeping only `names` (sorted, distinct, no error
+    /// label) give, looking up just those names: a metric query grouping by a label or two
+    /// pays for those, not for every label of the line.
+    pub(crate) fn collect_named(&self, names: &[String], out: &mut Vec<LabelRef>) {
+        out.clear();
+        for n in names {
+            if let Some(i) = self.find_added(n) {
+                out.push(LabelRef::Added(i as u32));
+            } else if self.base_bloom & bloom_bit(n) != 0
+                && !self.deleted.iter().any(|d| self.text(*d) == n)
+                && let Some(i) = self.base.iter().position(|l| l.name == *n)
+            {
+                out.push(LabelRef::Base(i as u32));
+            }
         }
     }
 
@@ -476,15 +496,13 @@ impl ResultCache {
             return UNCHANGED;
         }
         let mut refs = std::mem::take(&mut self.refs);
-        if *sel == Selection::Nothing {
-            refs.clear();
-        } else {
-            labels.collect(&mut refs);
-        }
         match sel {
-            Selection::All => {}
-            Selection::By(names) => refs.retain(|r| names.iter().any(|n| n == labels.name(*r))),
-            Selection::Without(names) => refs.retain(|r| !names.iter().any(|n| n == labels.name(*r))),
+            Selection::All => labels.collect(&mut refs),
+            Selection::By(names) => labels.collect_named(names, &mut refs),
+            Selection::Without(names) => {
+                labels.collect(&mut refs);
+                refs.retain(|r| !names.iter().any(|n| n == labels.name(*r)));
+            }
             Selection::Nothing => refs.clear(),
         }
         self.key.clear();
