@@ -14,7 +14,7 @@ use kube::runtime::events::Reporter;
 use norn_operator::controller::{self, Context};
 use norn_operator::leader::{self, LeaderConfig, LeaseLock};
 use norn_operator::metrics::Metrics;
-use norn_operator::ring::NoRingCleanup;
+use norn_operator::ring::{EtcdRingCleanup, NoRingCleanup};
 use tokio_util::sync::CancellationToken;
 
 /// Kubernetes operator for Norn: reconciles LogCluster resources.
@@ -39,6 +39,10 @@ struct Args {
     /// Reconcile without a Lease (a single replica, or local development).
     #[arg(long)]
     no_leader_election: bool,
+    /// Leave the ring keys of deleted clusters in their external etcd (for an operator that
+    /// cannot reach it).
+    #[arg(long)]
+    no_ring_cleanup: bool,
     /// Log filter, e.g. `info` or `norn_operator=debug,info`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
@@ -101,7 +105,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client: client.clone(),
         reporter: Reporter { controller: "norn-operator".into(), instance: Some(identity.clone()) },
         metrics: metrics.clone(),
-        ring: Arc::new(NoRingCleanup),
+        ring: if args.no_ring_cleanup { Arc::new(NoRingCleanup) } else { Arc::new(EtcdRingCleanup::default()) },
     });
     let namespace = args.namespace.clone();
     let result = if args.no_leader_election {

@@ -1,13 +1,14 @@
 //! What the operator does to the ring in etcd when a LogCluster is deleted.
 //!
 //! Every key Norn's pods write for a cluster lives under the cluster's ring prefix
-//! (`--ring.prefix`), so forgetting a cluster is deleting that prefix in its etcd. With a managed
-//! etcd there is nothing to do: the etcd and its volumes are deleted with the cluster.
+//! (`--ring.prefix`, always ending in `/`), so forgetting a cluster is deleting that prefix in its
+//! etcd: [`EtcdRingCleanup`]. With a managed etcd there is nothing to do: the etcd and its volumes
+//! are deleted with the cluster.
 //!
-//! **Status:** the data plane's etcd ring (issue 4) has not landed yet, so the only
-//! implementation today is [`NoRingCleanup`], which logs what it would forget and succeeds. The
-//! etcd implementation (etcd-client, `delete` with `with_prefix`) belongs next to the ring client
-//! and is wired in `main` when it exists; the finalizer already calls through this trait.
+//! Only plain-HTTP etcd endpoints are supported for now: the spec has no fields for a CA or
+//! client certificates yet.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -42,12 +43,13 @@ impl RingLocation {
 #[derive(Debug, thiserror::Error)]
 pub enum RingError {
     /// etcd could not be reached or refused the request.
-    #[error("etcd at {endpoints}: {message}")]
+    #[error("etcd at {endpoints}: {source}")]
     Unavailable {
         /// The endpoints tried.
         endpoints: String,
         /// What failed.
-        message: String,
+        #[source]
+        source: etcd_client::Error,
     },
 }
 
@@ -59,8 +61,51 @@ pub trait RingCleanup: Send + Sync {
     async fn forget_cluster(&self, ring: &RingLocation) -> Result<(), RingError>;
 }
 
-/// The cleanup used until the data plane's etcd ring exists: logs and succeeds, so deleting a
-/// LogCluster never hangs on it.
+/// Deletes the cluster's prefix in an external etcd.
+#[derive(Clone, Debug)]
+pub struct EtcdRingCleanup {
+    /// How long to wait for a connection to etcd.
+    pub connect_timeout: Duration,
+    /// How long one request may take.
+    pub request_timeout: Duration,
+}
+
+impl Default for EtcdRingCleanup {
+    fn default() -> Self {
+        Self { connect_timeout: Duration::from_secs(5), request_timeout: Duration::from_secs(10) }
+    }
+}
+
+#[async_trait]
+impl RingCleanup for EtcdRingCleanup {
+    async fn forget_cluster(&self, ring: &RingLocation) -> Result<(), RingError> {
+        if ring.managed || ring.endpoints.is_empty() {
+            return Ok(());
+        }
+        // A prefix without the trailing '/' would also match other clusters' keys ("a" matches
+        // "ab/..."); validation refuses such prefixes, so this only guards objects from before.
+        if !ring.prefix.ends_with('/') {
+            tracing::warn!(prefix = %ring.prefix, "ring prefix does not end with '/'; leaving its keys in etcd");
+            return Ok(());
+        }
+        let endpoints = ring.endpoints.join(",");
+        let unavailable = |source| RingError::Unavailable { endpoints: endpoints.clone(), source };
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(self.connect_timeout)
+            .with_timeout(self.request_timeout);
+        let mut client = etcd_client::Client::connect(&ring.endpoints, Some(options)).await.map_err(unavailable)?;
+        let deleted = client
+            .delete(ring.prefix.as_bytes(), Some(etcd_client::DeleteOptions::new().with_prefix()))
+            .await
+            .map_err(unavailable)?
+            .deleted();
+        tracing::info!(prefix = %ring.prefix, endpoints = %endpoints, deleted, "forgot the ring of a deleted cluster");
+        Ok(())
+    }
+}
+
+/// A cleanup that does nothing: for running the operator without access to the clusters' etcd
+/// (`--no-ring-cleanup`), and for tests.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoRingCleanup;
 
@@ -68,11 +113,7 @@ pub struct NoRingCleanup;
 impl RingCleanup for NoRingCleanup {
     async fn forget_cluster(&self, ring: &RingLocation) -> Result<(), RingError> {
         if !ring.managed {
-            tracing::info!(
-                prefix = %ring.prefix,
-                endpoints = %ring.endpoints.join(","),
-                "ring cleanup is not implemented yet; keys under the prefix are left in etcd"
-            );
+            tracing::info!(prefix = %ring.prefix, "ring cleanup is disabled; keys under the prefix are left in etcd");
         }
         Ok(())
     }

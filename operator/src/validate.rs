@@ -219,9 +219,11 @@ fn check_ring(spec: &LogClusterSpec, problems: &mut Vec<String>) {
         _ => {}
     }
     for e in &etcd.endpoints {
-        let host = e.strip_prefix("http://").or_else(|| e.strip_prefix("https://"));
+        let host = e.strip_prefix("http://");
         if host.is_none_or(|h| h.is_empty() || h.contains('/')) {
-            problems.push(format!("spec.ring.etcd.endpoints: {e:?} must be an http:// or https:// URL without a path"));
+            problems.push(format!(
+                "spec.ring.etcd.endpoints: {e:?} must be an http:// URL without a path (TLS is not supported yet)"
+            ));
         }
     }
     if let Some(m) = &etcd.managed
@@ -230,9 +232,11 @@ fn check_ring(spec: &LogClusterSpec, problems: &mut Vec<String>) {
         problems.push(format!("spec.ring.etcd.managed.replicas must be 1, 3, 5 or 7, got {}", m.replicas));
     }
     if let Some(p) = &spec.ring.prefix
-        && p.is_empty()
+        && (!p.ends_with('/') || p.len() < 2 || p.chars().any(char::is_whitespace))
     {
-        problems.push("spec.ring.prefix must not be empty (leave it unset for the default)".into());
+        problems.push(format!(
+            "spec.ring.prefix {p:?} must end with '/' and not be '/' alone: the cluster's keys are everything under it"
+        ));
     }
 }
 

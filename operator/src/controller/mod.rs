@@ -132,7 +132,9 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    async fn event(&self, reference: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
+    async fn event(&self, reference: &ObjectReference, type_: EventType, reason: &str, action: &str, mut note: String) {
+        // The API server refuses notes over 1kB.
+        status::truncate(&mut note, 1000);
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
         if let Err(e) = recorder.publish(&ev, reference).await {

@@ -127,13 +127,7 @@ fn condition(
     (status, reason, mut message): (bool, ConditionReason, String),
 ) -> Condition {
     let status = if status { "True" } else { "False" }.to_string();
-    if message.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-    }
+    truncate(&mut message, MAX_MESSAGE);
     let last_transition_time = old
         .conditions
         .iter()
@@ -176,4 +170,31 @@ fn components(v: &ValidCluster, statefulsets: &[StatefulSet]) -> ComponentsStatu
 /// Whether the Ready condition of `status` is True.
 pub fn is_ready(status: &LogClusterStatus) -> bool {
     status.conditions.iter().any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True")
+}
+
+/// Shortens `text` to at most `max` bytes, at a character boundary.
+pub fn truncate(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        let mut s = "ααα".to_string();
+        truncate(&mut s, 3);
+        assert_eq!(s, "α");
+        let mut short = "ok".to_string();
+        truncate(&mut short, 3);
+        assert_eq!(short, "ok");
+    }
 }

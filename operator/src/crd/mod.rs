@@ -237,10 +237,11 @@ fn default_topology_key() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RingSpec {
-    /// Key prefix of this cluster's ring in etcd; default `norn/<namespace>/<name>/`, so several
-    /// clusters can share one etcd.
+    /// Key prefix of this cluster's ring in etcd, ending in `/`; default
+    /// `norn/<namespace>/<name>/`, so several clusters can share one etcd. Deleting the cluster
+    /// deletes every key under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = r"^[^\s]+/$"))]
     pub prefix: Option<String>,
     /// The etcd holding the ring.
     pub etcd: EtcdSpec,
@@ -254,7 +255,7 @@ pub struct RingSpec {
         .message("set exactly one of ring.etcd.endpoints and ring.etcd.managed"),
 )]
 pub struct EtcdSpec {
-    /// Client URLs of an existing etcd (`http://etcd.infra.svc:2379`).
+    /// Client URLs of an existing etcd (`http://etcd.infra.svc:2379`); plain HTTP only for now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "schema::etcd_endpoints")]
     pub endpoints: Vec<String>,

@@ -100,9 +100,16 @@ pub trait PodApi: Send + Sync {
 }
 
 /// The ingesters' own HTTP API.
+///
+/// After a shutdown the ingester must stay out of the ring until its pod is deleted: if the
+/// process exited and the kubelet restarted the container (same pod, old template), it would
+/// join the ring again and the driver would shut it down again. Either the endpoint keeps the
+/// process alive and unready after leaving (Loki's `terminate=false`), or the driver uses
+/// `/ingester/prepare_shutdown` and deletes the pod, letting SIGTERM flush and leave; the
+/// observed states [`next_step`] works from are the same for both.
 #[async_trait]
 pub trait IngesterApi: Send + Sync {
-    /// `POST /ingester/shutdown?flush=true`: LEAVING, flush every chunk, leave the ring, exit.
+    /// Asks the ingester to go LEAVING, flush every chunk and leave the ring.
     async fn shutdown_and_flush(&self, pod: &IngesterPod) -> Result<(), RolloutError>;
 }
 

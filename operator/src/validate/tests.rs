@@ -81,7 +81,16 @@ fn exactly_one_ring_store() {
     let mut bad_url = cluster("logs", serde_json::json!({}));
     bad_url.spec.ring.etcd.managed = None;
     bad_url.spec.ring.etcd.endpoints = vec!["etcd:2379".into()];
-    assert_problem(&bad_url, "\"etcd:2379\" must be an http:// or https:// URL");
+    assert_problem(&bad_url, "\"etcd:2379\" must be an http:// URL");
+    bad_url.spec.ring.etcd.endpoints = vec!["https://etcd:2379".into()];
+    assert_problem(&bad_url, "TLS is not supported yet");
+    let mut prefix = cluster("logs", serde_json::json!({}));
+    for p in ["norn/a", "/", ""] {
+        prefix.spec.ring.prefix = Some(p.into());
+        assert_problem(&prefix, "spec.ring.prefix");
+    }
+    prefix.spec.ring.prefix = Some("norn/a/".into());
+    assert!(problems(&prefix).is_empty(), "{:?}", problems(&prefix));
     let even = cluster("logs", serde_json::json!({"ring": {"etcd": {"managed": {"replicas": 2}}}}));
     assert_problem(&even, "spec.ring.etcd.managed.replicas must be 1, 3, 5 or 7, got 2");
 }
