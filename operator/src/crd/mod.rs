@@ -175,8 +175,10 @@ pub struct IngesterSpec {
     /// Taints the pods tolerate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
-    /// The volume of each ingester, holding its write-ahead log.
+    /// The volume of each ingester, holding its write-ahead log. Fixed once created: a
+    /// StatefulSet's volume claim templates cannot change (resize the claims themselves).
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("ingester.storage cannot change after creation"))]
     pub storage: VolumeSpec,
 }
 
@@ -281,8 +283,9 @@ pub struct ManagedEtcdSpec {
     #[serde(default = "default_etcd_image")]
     #[schemars(length(min = 1))]
     pub image: String,
-    /// The volume of each member.
+    /// The volume of each member. Fixed once created, like `ingester.storage`.
     #[serde(default = "default_etcd_volume")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("ring.etcd.managed.storage cannot change after creation"))]
     pub storage: VolumeSpec,
     /// CPU and memory requests and limits of the etcd container.
     #[serde(default, skip_serializing_if = "Option::is_none")]

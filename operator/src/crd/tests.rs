@@ -101,6 +101,24 @@ fn managed_etcd_replicas_are_immutable() {
 }
 
 #[test]
+fn volume_claims_are_immutable() {
+    let old = fixture("managed-etcd");
+    let mut new = old.clone();
+    new.spec.ingester.storage.size = k8s_openapi::apimachinery::pkg::api::resource::Quantity("100Gi".into());
+    let err = new.validate_cel_update(&old).expect_err("transition rule");
+    assert!(format!("{err:?}").contains("ingester.storage cannot change after creation"), "{err:?}");
+    let mut new = old.clone();
+    if let Some(m) = new.spec.ring.etcd.managed.as_mut() {
+        m.storage.storage_class_name = Some("other".into());
+    }
+    let err = new.validate_cel_update(&old).expect_err("transition rule");
+    assert!(format!("{err:?}").contains("ring.etcd.managed.storage cannot change"), "{err:?}");
+    let mut scaled = old.clone();
+    scaled.spec.ingester.replicas = 6;
+    scaled.validate_cel_update(&old).expect("scaling is not a storage change");
+}
+
+#[test]
 fn specs_round_trip_with_defaults() {
     let lc = fixture("minimal");
     assert_eq!(lc.spec.replication_factor, 3);
