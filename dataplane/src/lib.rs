@@ -15,6 +15,7 @@ pub mod logproto;
 pub mod logql;
 pub mod metrics;
 pub mod ratelimit;
+pub mod ring;
 pub mod server;
 pub mod storage;
 pub mod timeutil;
