@@ -281,3 +281,7 @@ pub async fn kv_from_config(cfg: &RingConfig) -> Result<Arc<dyn KvStore>, KvErro
         StoreKind::Etcd => Arc::new(EtcdKv::connect(&cfg.etcd).await?),
     })
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

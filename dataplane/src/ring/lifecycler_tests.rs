@@ -37,10 +37,10 @@ async fn ring(kv: &Arc<dyn KvStore>) -> RingDesc {
 async fn wait_ring(kv: &Arc<dyn KvStore>, timeout: Duration, what: &str, pred: impl Fn(&RingDesc) -> bool) -> RingDesc {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(Some((r, _))) = ring_kv(Arc::clone(kv), 1).get(KEY).await {
-            if pred(&r) {
-                return r;
-            }
+        if let Ok(Some((r, _))) = ring_kv(Arc::clone(kv), 1).get(KEY).await
+            && pred(&r)
+        {
+            return r;
         }
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;

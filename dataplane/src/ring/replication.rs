@@ -160,10 +160,10 @@ impl RingSnapshot {
         let mut zone_has_tokens = vec![false; zones.len()];
         for (idx, (id, inst)) in ring.instances.iter().enumerate() {
             let zone_index = zone_names.binary_search(&inst.zone.as_str()).unwrap_or(0);
-            if !inst.tokens.is_empty() {
-                if let Some(z) = zone_has_tokens.get_mut(zone_index) {
-                    *z = true;
-                }
+            if !inst.tokens.is_empty()
+                && let Some(z) = zone_has_tokens.get_mut(zone_index)
+            {
+                *z = true;
             }
             members.push(Member {
                 id: Arc::from(id.as_str()),

@@ -165,7 +165,7 @@ async fn watch_prefix(kv: &dyn KvStore, prefix: &str, sibling: &str) {
     kv.put(&format!("{prefix}1"), Bytes::from_static(b"one")).await.expect("put");
     kv.put(&format!("{prefix}2"), Bytes::from_static(b"two")).await.expect("put");
     let mut w = kv.watch(WatchTarget::Prefix(prefix.to_string())).await.expect("watch prefix");
-    let mut initial = vec![next_event(&mut w, "initial 1").await, next_event(&mut w, "initial 2").await];
+    let mut initial = [next_event(&mut w, "initial 1").await, next_event(&mut w, "initial 2").await];
     initial.sort_by(|a, b| a.key().cmp(b.key()));
     assert_eq!(
         put_of(&initial[0]),
