@@ -273,6 +273,40 @@ impl ReplicationFactor {
     }
 }
 
+/// How the replicas of a stream are chosen, from the whole configuration.
+pub fn replication_config(cfg: &crate::config::Config) -> super::replication::ReplicationConfig {
+    super::replication::ReplicationConfig {
+        replication_factor: cfg.replication_factor.get(),
+        zone_awareness: cfg.ring.zone_awareness_enabled,
+        heartbeat_timeout: cfg.ring.heartbeat_timeout.get(),
+    }
+}
+
+/// The lifecycler of this process's ingester: `ring.num_tokens` tokens kept in the tokens file,
+/// in the ingester ring.
+pub fn ingester_lifecycler_config(cfg: &crate::config::Config) -> super::lifecycler::LifecyclerConfig {
+    super::lifecycler::LifecyclerConfig {
+        ring_key: cfg.ring.key(INGESTER_RING_KEY),
+        id: cfg.instance.id.clone(),
+        addr: cfg.instance.advertised_addr(cfg.grpc.addr),
+        zone: cfg.instance.zone.clone(),
+        num_tokens: cfg.ring.num_tokens,
+        tokens_file: Some(cfg.ring.tokens_file(&cfg.data.dir)),
+        heartbeat_period: cfg.ring.heartbeat_period.get(),
+    }
+}
+
+/// The lifecycler of this process's distributor: no tokens, in the distributor ring (whose
+/// healthy ACTIVE members divide the global rate limits).
+pub fn distributor_lifecycler_config(cfg: &crate::config::Config) -> super::lifecycler::LifecyclerConfig {
+    super::lifecycler::LifecyclerConfig {
+        ring_key: cfg.ring.key(DISTRIBUTOR_RING_KEY),
+        num_tokens: 0,
+        tokens_file: None,
+        ..ingester_lifecycler_config(cfg)
+    }
+}
+
 /// The KV store `cfg.store` names: a fresh [`MemoryKv`] (pass the same one to every role of the
 /// process), or an [`EtcdKv`] (connecting lazily; etcd may be down at start).
 pub async fn kv_from_config(cfg: &RingConfig) -> Result<Arc<dyn KvStore>, KvError> {

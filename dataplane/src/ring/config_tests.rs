@@ -64,6 +64,20 @@ fn the_issue_flags_set_their_keys() {
     {
         assert!(help.contains(flag), "missing {flag}");
     }
+    let ing = ingester_lifecycler_config(&cfg);
+    assert_eq!(
+        (ing.ring_key.as_str(), ing.id.as_str(), ing.addr.as_str(), ing.zone.as_str()),
+        ("prod/ring", "ingester-7", "10.0.0.7:9095", "zone-a")
+    );
+    assert_eq!((ing.num_tokens, ing.heartbeat_period), (128, Duration::from_secs(10)));
+    assert_eq!(ing.tokens_file, Some(std::path::PathBuf::from("./data/ring/tokens.json")));
+    let dist = distributor_lifecycler_config(&cfg);
+    assert_eq!((dist.ring_key.as_str(), dist.num_tokens, dist.tokens_file.clone()), ("prod/distributor", 0, None));
+    let repl = replication_config(&cfg);
+    assert_eq!(
+        (repl.replication_factor, repl.zone_awareness, repl.heartbeat_timeout),
+        (2, true, Duration::from_secs(120))
+    );
 }
 
 #[test]
