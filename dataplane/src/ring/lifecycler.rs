@@ -71,7 +71,8 @@ pub enum TokenSource {
     None,
 }
 
-/// One instance's membership of a ring.
+/// One instance's membership of a ring. Single use: once it left or was stopped, make a new one
+/// to join again.
 #[derive(Debug)]
 pub struct Lifecycler {
     /// What to register.
@@ -363,7 +364,11 @@ impl Lifecycler {
                     .await
                     .map(|_| ())
             })
-            .await
+            .await?;
+            // Still under the write lock: a heartbeat queued behind the removal must not write
+            // the entry back.
+            self.me.lock().registered = false;
+            Ok::<_, RingError>(())
         })
         .await;
         self.stop.cancel();
