@@ -138,9 +138,9 @@ pub struct SpreadMinimizing {
 }
 
 impl SpreadMinimizing {
-    /// A generator for `zone` with `count` tokens per ordinal (at least 1, at most 2^16).
+    /// A generator for `zone` with `count` tokens per ordinal (at most 2^16; 0 gives no tokens).
     pub fn new(zone: &str, count: usize) -> Self {
-        Self { offset: zone_offset(zone), count: count.clamp(1, 1 << 16), members: Vec::new() }
+        Self { offset: zone_offset(zone), count: count.min(1 << 16), members: Vec::new() }
     }
 
     /// The ordinal whose tokens the next call returns.
@@ -150,6 +150,10 @@ impl SpreadMinimizing {
 
     /// Places the next ordinal and returns its tokens, ascending.
     pub fn next_ordinal(&mut self) -> Vec<u32> {
+        if self.count == 0 {
+            self.members.push(Member { ranges: Vec::new(), owned: 0 });
+            return Vec::new();
+        }
         let member = if self.members.is_empty() { self.first() } else { self.join() };
         let mut tokens: Vec<u32> = member.ranges.iter().map(|&(p, _)| p * CELL + self.offset).collect();
         tokens.sort_unstable();

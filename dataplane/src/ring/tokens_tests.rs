@@ -68,6 +68,12 @@ fn the_first_ordinals_have_a_pinned_layout() {
 const PINNED_DIGEST: u64 = 15_462_712_785_024_409_576;
 
 #[test]
+fn zero_tokens_means_none() {
+    assert!(spread_minimizing_tokens(3, "", 0).is_empty());
+    assert!(random_tokens(0, &HashSet::new(), &mut StdRng::seed_from_u64(1)).is_empty());
+}
+
+#[test]
 fn the_same_ordinal_gets_the_same_tokens() {
     let all = layout(60, "zone-b", 128);
     for ordinal in [0u32, 1, 2, 17, 59] {
