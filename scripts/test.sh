@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with the Rust toolchain.
-# Installs what the tests need when it is missing:
+# Installs what the build and the tests need when it is missing:
+#   - protoc (Debian protobuf-compiler): etcd-client's build script compiles etcd's .proto files.
+#   - etcd (Debian etcd-server), the ring store the ring tests run against (NORN_ETCD).
 #   - moto_server (PyPI moto[server]) in ./.venv, the S3 server the storage tests run against.
 # Then checks formatting and lints, and runs every test of the workspace.
 set -euo pipefail
@@ -22,6 +24,17 @@ ensure_moto() {
     .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 }
 
+# Installs Debian package $2 unless command $1 is on PATH.
+ensure_apt() {
+    if command -v "$1" >/dev/null 2>&1; then return; fi
+    log "$1 is missing; installing Debian package $2"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"
+}
+
+ensure_apt protoc protobuf-compiler
+ensure_apt etcd etcd-server
+export NORN_ETCD="$(command -v etcd)"
 ensure_moto
 export NORN_MOTO_SERVER="$PWD/.venv/bin/moto_server"
 export PATH="$PWD/.venv/bin:$PATH"

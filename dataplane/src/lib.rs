@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod querier;
 pub mod query;
 pub mod ratelimit;
+pub mod ring;
 pub mod server;
 pub mod storage;
 pub mod timeutil;

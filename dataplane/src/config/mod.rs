@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::chunk::Codec;
 use crate::limits::Limits;
+use crate::ring::config::{InstanceConfig, ReplicationFactor, RingConfig};
 use crate::storage::StorageConfig;
 use units::{ByteSize, Dur};
 
@@ -41,6 +42,12 @@ pub struct Config {
     pub limits: Limits,
     /// Per-tenant partial `limits` blocks, merged over `limits`.
     pub overrides: HashMap<String, serde_json::Value>,
+    /// This process's identity in the hash ring.
+    pub instance: InstanceConfig,
+    /// The hash ring: its store, heartbeats, tokens.
+    pub ring: RingConfig,
+    /// Replicas of every stream; clipped to the number of ingesters in the ring.
+    pub replication_factor: ReplicationFactor,
 }
 
 /// The HTTP server (Loki's API, ops endpoints).
@@ -397,6 +404,9 @@ impl Config {
             return Err("distributor.max_recv_msg_size must be greater than 0".into());
         }
         self.storage.validate()?;
+        self.instance.validate()?;
+        self.ring.validate()?;
+        self.replication_factor.validate()?;
         Ok(())
     }
 
