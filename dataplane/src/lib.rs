@@ -3,8 +3,10 @@
 //! Every role (distributor, ingester, querier, query frontend) lives in this crate and is started
 //! by [`server::serve`]; the `norn` binary only parses flags and configuration and calls it.
 
+pub mod api;
 pub mod chunk;
 pub mod config;
+pub mod conformance;
 pub mod distributor;
 pub mod entry;
 pub mod error;
@@ -14,7 +16,10 @@ pub mod limits;
 pub mod logproto;
 pub mod logql;
 pub mod metrics;
+pub mod querier;
+pub mod query;
 pub mod ratelimit;
+pub mod ring;
 pub mod server;
 pub mod storage;
 pub mod timeutil;

@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use norn::config::{Config, LogFormat, flags};
+use norn::config::flags::{self, Subcommand};
+use norn::config::{Config, LogFormat};
+use norn::conformance::{DataLocation, RealHarness};
+use norn::query::logqltest::run as run_scripts;
 use norn::server::{self, Listeners};
 use tokio_util::sync::CancellationToken;
 
@@ -24,9 +27,16 @@ fn main() -> ExitCode {
         print!("{}", cfg.to_yaml());
         return ExitCode::SUCCESS;
     }
-    init_tracing(&cfg);
+    if cli.subcommand.is_some() && cli.overrides.iter().all(|(k, _)| k.join(".") != "log.level") {
+        // A subcommand reports on stdout; only problems belong on stderr.
+        let mut quiet = cfg.clone();
+        quiet.log.level = "warn".into();
+        init_tracing(&quiet);
+    } else {
+        init_tracing(&cfg);
+    }
     let result = match cli.subcommand {
-        Some((name, _)) => Err(anyhow::anyhow!("subcommand {name} is not available yet")),
+        Some(Subcommand::Logqltest { paths, from_store }) => return logqltest(paths, from_store),
         None => run(cfg),
     };
     match result {
@@ -62,6 +72,32 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(on_signal(shutdown.clone()));
         server::serve(cfg, listeners, shutdown).await.context("serving")
     })
+}
+
+/// Runs `.logqltest` scripts through the real push, storage and query paths; exit status 1 when
+/// any eval fails.
+fn logqltest(paths: Vec<String>, from_store: bool) -> ExitCode {
+    let location = if from_store { DataLocation::Store } else { DataLocation::Memory };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("norn: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let paths: Vec<std::path::PathBuf> = paths.into_iter().map(Into::into).collect();
+    let result = runtime.block_on(async move {
+        let mut harness = RealHarness::new(location);
+        run_scripts(&paths, &mut harness, &mut std::io::stdout()).await
+    });
+    match result {
+        Ok(summary) if summary.ok() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("norn: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.

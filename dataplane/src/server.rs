@@ -23,6 +23,7 @@ use crate::error::HasKind;
 use crate::ingester::{Ingester, SingleProcess};
 use crate::limits::TenantLimits;
 use crate::metrics::{Metrics, RouteLabels};
+use crate::querier::Querier;
 use crate::storage::{self, Index};
 use crate::validation::validate_tenant_id;
 
@@ -57,11 +58,12 @@ pub enum ServeError {
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
-struct App {
-    cfg: Arc<Config>,
-    metrics: Arc<Metrics>,
-    distributor: Option<Arc<Distributor>>,
-    ingester: Option<Arc<Ingester>>,
+pub(crate) struct App {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) distributor: Option<Arc<Distributor>>,
+    pub(crate) ingester: Option<Arc<Ingester>>,
+    pub(crate) querier: Option<Querier>,
 }
 
 /// Runs the configured roles until `shutdown` fires, then drains HTTP requests and stops the
@@ -100,7 +102,11 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
     let background = CancellationToken::new();
     let bg_task = ingester.clone().map(|ing| tokio::spawn(ing.run_background(background.clone())));
 
-    let app = App { cfg: cfg.clone(), metrics, distributor, ingester: ingester.clone() };
+    let querier = cfg
+        .target
+        .has(Role::Querier)
+        .then(|| Querier::new(cfg.querier.clone(), ingester.clone(), store.clone(), index.clone(), limits.clone()));
+    let app = App { cfg: cfg.clone(), metrics, distributor, ingester: ingester.clone(), querier };
     let addr: SocketAddr = listeners.http.local_addr()?;
     tracing::info!(%addr, target = %cfg.target, "norn serving http");
     let http_shutdown = shutdown.clone();
@@ -155,6 +161,7 @@ fn router(app: App) -> Router {
         .route("/config", get(config))
         .route("/flush", post(flush).get(flush))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .merge(crate::api::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
@@ -171,7 +178,7 @@ async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
 }
 
 /// A plain-text error response, the way Loki answers.
-fn text(status: StatusCode, body: impl Into<String>) -> Response {
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut body = body.into();
     if !body.ends_with('\n') {
         body.push('\n');
@@ -180,7 +187,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 }
 
 /// An error answer: status and plain-text message.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -283,13 +283,12 @@ impl DecodedBlock {
     }
 
     /// Whether an entry with exactly this timestamp and line exists.
-    pub fn contains(&self, ts: i64, line: &[u8]) -> bool {
+    pub fn contains(&self, ts: i64, line: &[u8], metadata: &[Label]) -> bool {
         let start = self.timestamps.partition_point(|&t| t < ts);
-        self.timestamps[start..]
-            .iter()
-            .take_while(|&&t| t == ts)
-            .enumerate()
-            .any(|(k, _)| &self.lines[self.line_range(start + k)] == line)
+        (start..self.len()).take_while(|&i| self.timestamps[i] == ts).any(|i| {
+            &self.lines[self.line_range(i)] == line
+                && self.metadata_pairs(i).eq(metadata.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+        })
     }
 }
 

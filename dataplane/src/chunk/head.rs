@@ -184,21 +184,29 @@ impl HeadBlock {
         }
     }
 
-    /// Whether an entry with exactly this timestamp and line is in the head: binary search when
-    /// the head is sorted, a hash lookup otherwise.
-    pub fn contains(&self, ts: i64, line: &[u8]) -> bool {
+    /// Whether an entry with exactly this timestamp, line and structured metadata is in the
+    /// head: binary search when the head is sorted, a hash lookup otherwise.
+    pub fn contains(&self, ts: i64, line: &[u8], metadata: &[Label]) -> bool {
         if self.is_empty() || ts < self.min_ts || ts > self.max_ts {
             return false;
         }
+        let mut wanted = Vec::new();
+        for l in metadata {
+            put_uvarint(&mut wanted, l.name.len() as u64);
+            wanted.extend_from_slice(l.name.as_bytes());
+            put_uvarint(&mut wanted, l.value.len() as u64);
+            wanted.extend_from_slice(l.value.as_bytes());
+        }
+        let same = |i: usize| self.line(i) == line && self.metadata_bytes(i) == wanted.as_slice();
         match &self.index {
             None => {
                 let start = self.ts.partition_point(|&t| t < ts);
-                self.ts[start..].iter().take_while(|&&t| t == ts).enumerate().any(|(k, _)| self.line(start + k) == line)
+                (start..self.ts.len()).take_while(|&i| self.ts[i] == ts).any(same)
             }
             Some(index) => {
                 let mut at = index.last_with_ts.get(&ts).copied().unwrap_or(NONE);
                 while at != NONE {
-                    if self.line(at as usize) == line {
+                    if same(at as usize) {
                         return true;
                     }
                     at = index.prev_same_ts[at as usize];

@@ -349,8 +349,8 @@ impl MemChunk {
     /// asked about, which also builds a Bloom filter of its entries; after that it is
     /// decompressed again only when the filter says the entry may be there (true duplicates and
     /// ~2% of the rest). A cut block that cannot be decompressed counts as not holding it.
-    pub fn contains(&self, ts: i64, line: &[u8]) -> bool {
-        if self.head.contains(ts, line) {
+    pub fn contains(&self, ts: i64, line: &[u8], metadata: &[Label]) -> bool {
+        if self.head.contains(ts, line, metadata) {
             return true;
         }
         for (i, m) in self.blocks.metas.iter().enumerate() {
@@ -366,7 +366,7 @@ impl MemChunk {
                 Ok(block) => {
                     // First look into this block: remember what it holds.
                     self.filters[i].get_or_init(|| BlockFilter::build(block.len(), block.pairs()));
-                    if block.contains(ts, line) {
+                    if block.contains(ts, line, metadata) {
                         return true;
                     }
                 }

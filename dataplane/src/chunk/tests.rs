@@ -265,31 +265,31 @@ fn contains_finds_exact_duplicates_in_head_and_blocks() {
     // in cut blocks (the first look builds the block's filter), in the sorted head, and misses
     // on ts or line
     assert_eq!(c.filter_size(), 0);
-    assert!(c.contains(0, &line(0)));
+    assert!(c.contains(0, &line(0), &[]));
     assert!(c.filter_size() > 0);
-    assert!(c.contains(0, &line(0)), "found again through the filter");
-    assert!(!c.contains(0, &line(1)));
-    assert!(c.contains(10, &line(1)));
-    assert!(c.contains(990, &line(99)));
-    assert!(!c.contains(990, &line(98)));
-    assert!(!c.contains(991, &line(99)));
-    assert!(!c.contains(-5, &line(0)));
+    assert!(c.contains(0, &line(0), &[]), "found again through the filter");
+    assert!(!c.contains(0, &line(1), &[]));
+    assert!(c.contains(10, &line(1), &[]));
+    assert!(c.contains(990, &line(99), &[]));
+    assert!(!c.contains(990, &line(98), &[]));
+    assert!(!c.contains(991, &line(99), &[]));
+    assert!(!c.contains(-5, &line(0), &[]));
     // same timestamp, different lines; then an unsorted head
     c.append(990, b"other", &[]).unwrap();
-    assert!(c.contains(990, b"other") && c.contains(990, &line(99)));
+    assert!(c.contains(990, b"other", &[]) && c.contains(990, &line(99), &[]));
     c.append(995, b"x", &[]).unwrap();
     c.append(992, b"y", &[]).unwrap();
     c.append(995, b"z", &[]).unwrap();
     for (t, l) in [(995, &b"x"[..]), (992, b"y"), (995, b"z"), (990, b"other")] {
-        assert!(c.contains(t, l), "{t}");
+        assert!(c.contains(t, l, &[]), "{t}");
     }
-    assert!(!c.contains(995, b"y"));
-    assert!(!c.contains(993, b"y"));
+    assert!(!c.contains(995, b"y", &[]));
+    assert!(!c.contains(993, b"y", &[]));
     // after a round trip everything is in blocks
     let d = MemChunk::decode(c.encode()).unwrap();
     assert_eq!(d.head_len(), 0);
-    assert!(d.contains(995, b"z") && d.contains(500, &line(50)));
-    assert!(!d.contains(500, &line(51)));
+    assert!(d.contains(995, b"z", &[]) && d.contains(500, &line(50), &[]));
+    assert!(!d.contains(500, &line(51), &[]));
 }
 
 #[test]
@@ -563,7 +563,7 @@ proptest! {
         prop_assert_eq!(&backward(&chunk), &rev);
         prop_assert_eq!(&collect(&mut chunk.iter(from, through, Direction::Forward)), &in_range);
         for e in &input {
-            prop_assert!(c.contains(e.ts, &e.line));
+            prop_assert!(c.contains(e.ts, &e.line, &e.metadata));
         }
     }
 
@@ -633,5 +633,24 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn contains_tells_entries_apart_by_structured_metadata() {
+    let md = |v: &str| vec![crate::labels::Label::new("name", v)];
+    let mut c = MemChunk::new(Codec::Zstd, 64);
+    c.append(30, b"x", &md("alpha")).unwrap();
+    c.append(30, b"y", &[]).unwrap();
+    for chunk in [&c, &{
+        let mut cut = c.clone();
+        cut.cut_block();
+        cut
+    }] {
+        assert!(chunk.contains(30, b"x", &md("alpha")));
+        assert!(!chunk.contains(30, b"x", &md("beta")), "other metadata, other entry");
+        assert!(!chunk.contains(30, b"x", &[]), "no metadata, other entry");
+        assert!(chunk.contains(30, b"y", &[]));
+        assert!(!chunk.contains(30, b"y", &md("alpha")));
     }
 }

@@ -38,8 +38,19 @@ pub struct CliArgs {
     pub print_config: bool,
     /// Flag overrides as (key path, value) in command-line order.
     pub overrides: Vec<(Vec<String>, Value)>,
-    /// A subcommand (`logqltest DIR...`) instead of running the server.
-    pub subcommand: Option<(String, Vec<String>)>,
+    /// A subcommand instead of running the server.
+    pub subcommand: Option<Subcommand>,
+}
+
+/// What to run instead of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subcommand {
+    /// `norn logqltest [--from memory|store] DIR|FILE...`.
+    Logqltest {
+        paths: Vec<String>,
+        /// Query the data from the object store (after a flush) instead of ingester memory.
+        from_store: bool,
+    },
 }
 
 /// A leaf key of the configuration and the kind of value it holds.
@@ -114,6 +125,13 @@ pub fn command() -> Command {
         .subcommand(
             Command::new("logqltest")
                 .about("run LogQL conformance scripts (.logqltest files) through the real engine")
+                .arg(
+                    Arg::new("from")
+                        .long("from")
+                        .value_parser(["memory", "store"])
+                        .default_value("memory")
+                        .help("query the loaded data in ingester memory, or flush it to the object store first"),
+                )
                 .arg(Arg::new("paths").num_args(1..).required(true).value_name("DIR|FILE")),
         );
     for leaf in leaves() {
@@ -171,7 +189,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<CliArgs, clap::Er
     out.overrides = given.into_iter().map(|(_, p, v)| (p, v)).collect();
     if let Some(("logqltest", sub)) = matches.subcommand() {
         let paths = sub.get_many::<String>("paths").map(|v| v.cloned().collect()).unwrap_or_default();
-        out.subcommand = Some(("logqltest".into(), paths));
+        let from_store = sub.get_one::<String>("from").is_some_and(|f| f == "store");
+        out.subcommand = Some(Subcommand::Logqltest { paths, from_store });
     }
     Ok(out)
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::chunk::Codec;
 use crate::limits::Limits;
+use crate::ring::config::{InstanceConfig, ReplicationFactor, RingConfig};
 use crate::storage::StorageConfig;
 use units::{ByteSize, Dur};
 
@@ -35,11 +36,18 @@ pub struct Config {
     pub log: LogConfig,
     pub distributor: DistributorConfig,
     pub ingester: IngesterConfig,
+    pub querier: crate::querier::QuerierConfig,
     pub storage: StorageConfig,
     /// Limits for every tenant without an override.
     pub limits: Limits,
     /// Per-tenant partial `limits` blocks, merged over `limits`.
     pub overrides: HashMap<String, serde_json::Value>,
+    /// This process's identity in the hash ring.
+    pub instance: InstanceConfig,
+    /// The hash ring: its store, heartbeats, tokens.
+    pub ring: RingConfig,
+    /// Replicas of every stream; clipped to the number of ingesters in the ring.
+    pub replication_factor: ReplicationFactor,
 }
 
 /// The HTTP server (Loki's API, ops endpoints).
@@ -389,10 +397,16 @@ impl Config {
         if ing.wal.segment_size.bytes() < 64 * 1024 {
             return Err("ingester.wal.segment_size must be at least 64KiB".into());
         }
+        if self.querier.max_concurrent == 0 {
+            return Err("querier.max_concurrent must be at least 1".into());
+        }
         if self.distributor.max_recv_msg_size.bytes() == 0 {
             return Err("distributor.max_recv_msg_size must be greater than 0".into());
         }
         self.storage.validate()?;
+        self.instance.validate()?;
+        self.ring.validate()?;
+        self.replication_factor.validate()?;
         Ok(())
     }
 

@@ -153,6 +153,7 @@ impl Ingester {
             key: key.clone(),
             size: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
             entries: u32::try_from(job.chunk.len()).unwrap_or(u32::MAX),
+            uncompressed: job.chunk.uncompressed_size() as u64,
             checksum,
         };
         self.store.put(&key, bytes).await.map_err(|e| format!("writing {key}: {e}"))?;

@@ -7,6 +7,7 @@
 //! the rotation hold, and those segments can go once the checkpoint is written.
 
 mod flush;
+pub mod read;
 mod replay;
 pub mod stream;
 pub mod walrec;
@@ -217,6 +218,16 @@ impl Ingester {
     /// Whether the ingester takes writes (replay done, not shutting down).
     pub fn is_ready(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open chunk without flushing it: later appends start new chunks.
+    pub fn close_open_chunks(&self) {
+        let tenants: Vec<_> = self.tenants.read().values().cloned().collect();
+        for t in tenants {
+            for stream in t.streams.read().values() {
+                stream.lock().close_head(CloseReason::Forced);
+            }
+        }
     }
 
     /// Refuses new pushes from now on (graceful shutdown has begun).

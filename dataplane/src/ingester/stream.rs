@@ -56,7 +56,8 @@ pub struct ChunkSettings {
 /// Why an entry was not appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// An entry with the same timestamp and line is already stored: dropped silently.
+    /// An entry with the same timestamp, line and structured metadata is already stored:
+    /// dropped silently.
     Duplicate,
     /// Older than the out-of-order window allows.
     TooFarBehind { oldest: i64 },
@@ -133,15 +134,19 @@ impl Stream {
                 return Err(Refusal::TooFarBehind { oldest });
             }
         }
-        if e.ts <= self.max_ts && self.contains(e.ts, &e.line) {
+        if e.ts <= self.max_ts && self.contains(e) {
             return Err(Refusal::Duplicate);
         }
         Ok(())
     }
 
-    /// Whether an entry with this timestamp and line is in memory.
-    pub fn contains(&self, ts: i64, line: &[u8]) -> bool {
-        let hit = |c: &MemChunk| c.bounds().is_some_and(|(lo, hi)| lo <= ts && ts <= hi) && c.contains(ts, line);
+    /// Whether an entry with this timestamp, line and structured metadata is in memory: the
+    /// same line with other metadata is another entry.
+    pub fn contains(&self, e: &Entry) -> bool {
+        let ts = e.ts;
+        let hit = |c: &MemChunk| {
+            c.bounds().is_some_and(|(lo, hi)| lo <= ts && ts <= hi) && c.contains(ts, &e.line, &e.metadata)
+        };
         self.head.as_ref().is_some_and(|h| hit(&h.chunk)) || self.closed.iter().any(|c| hit(&c.chunk))
     }
 

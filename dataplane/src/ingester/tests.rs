@@ -288,3 +288,21 @@ async fn shutdown_refuses_pushes_and_checkpoints() {
     let ing = f.open();
     assert_eq!(all(&ing, "t").len(), 1);
 }
+
+#[tokio::test]
+async fn same_line_with_other_metadata_is_not_a_duplicate() {
+    let f = Fixture::new();
+    let ing = f.open();
+    let t = 1_000 * MIN;
+    let with = |md: &[(&str, &str)]| {
+        let mut s = stream("t", r#"{a="1"}"#, &[(t, "x")]);
+        s.entries[0].metadata = md.iter().map(|(n, v)| crate::labels::Label::new(*n, *v)).collect();
+        s
+    };
+    ing.push("t", vec![with(&[("name", "alpha")])]).await.unwrap();
+    ing.push("t", vec![with(&[])]).await.unwrap();
+    ing.push("t", vec![with(&[("name", "")])]).await.unwrap();
+    ing.push("t", vec![with(&[("name", "alpha")])]).await.unwrap();
+    assert_eq!(all(&ing, "t").len(), 3, "three distinct entries, one exact duplicate");
+    assert_eq!(ing.metrics.duplicate_entries.get(), 1);
+}

@@ -83,6 +83,12 @@ impl GoRegex {
         Ok(GoRegex { source: source.to_string(), re })
     }
 
+    /// Compiles `source` unanchored, keeping capture names (for `${name}` references in
+    /// replacements); a pattern that repeats a name (legal in Go) is compiled without names.
+    pub fn with_names(source: &str) -> Result<GoRegex, String> {
+        GoRegex::compile(source, Anchor::None, true).or_else(|_| GoRegex::new(source))
+    }
+
     /// The pattern as written in the query.
     pub fn source(&self) -> &str {
         &self.source

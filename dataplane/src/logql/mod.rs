@@ -28,7 +28,7 @@ mod pretty;
 pub mod template;
 mod template_lex;
 mod token;
-mod units;
+pub(crate) mod units;
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +40,7 @@ pub use ip::IpPattern;
 pub use parser::MAX_QUERY_BYTES;
 pub use pattern::{Pattern, PatternNode};
 pub use pretty::pretty;
+pub(crate) use units::{parse_go_duration, parse_go_float};
 
 /// Parses a LogQL query (log or metric) and validates it as Loki's `ParseExpr` does.
 pub fn parse_expr(input: &str) -> Result<Expr, ParseError> {

@@ -454,7 +454,12 @@ impl<'a> Parser<'a> {
         let regex_source = self.expect_str(&[Tok::Str])?;
         self.expect(Tok::RParen, &[Tok::RParen])?;
         // Loki compiles `^(?:re)$` as one Go regex, so errors quote that whole string.
-        let regex = match GoRegex::compile(&format!("^(?:{regex_source})$"), Anchor::None, false) {
+        // Capture names are kept for `$name` references in the replacement; Go allows a name
+        // twice, Rust does not, so such a regex falls back to numbered groups only.
+        let anchored = format!("^(?:{regex_source})$");
+        let regex = match GoRegex::compile(&anchored, Anchor::None, true)
+            .or_else(|_| GoRegex::compile(&anchored, Anchor::None, false))
+        {
             Ok(re) => re,
             Err(e) => {
                 self.defer(format!("invalid regex in label_replace: {e}"), regex_offset);

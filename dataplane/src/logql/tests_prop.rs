@@ -328,7 +328,9 @@ fn sample_expr() -> impl Strategy<Value = SampleExpr> {
                     dst,
                     replacement,
                     src,
-                    regex: GoRegex::compile(&format!("^(?:{regex_source})$"), Anchor::None, false).expect("valid"),
+                    regex: GoRegex::compile(&format!("^(?:{regex_source})$"), Anchor::None, true)
+                        .or_else(|_| GoRegex::compile(&format!("^(?:{regex_source})$"), Anchor::None, false))
+                        .expect("valid"),
                     regex_source,
                 })
             }),

@@ -63,6 +63,9 @@ pub struct ChunkRef {
     pub size: u32,
     /// Number of entries, for stats queries without reading the chunk.
     pub entries: u32,
+    /// Bytes of lines and structured metadata before compression, for `index/stats` and
+    /// `index/volume` without reading the chunk.
+    pub uncompressed: u64,
     /// Checksum of the chunk's content (part of the key; lets a reader verify what it fetched).
     pub checksum: u32,
 }
@@ -297,7 +300,13 @@ impl Index {
     }
 
     async fn fetch_all(&self, tenant: &str, keys: &[String]) -> Result<Vec<Arc<IndexObject>>, StorageError> {
-        stream::iter(keys).map(|key| self.fetch(tenant, key)).buffer_unordered(FETCH_CONCURRENCY).try_collect().await
+        // Owned keys: a closure over borrowed ones makes the future not `Send` for every
+        // lifetime, which axum handlers need.
+        stream::iter(keys.to_vec())
+            .map(|key| async move { self.fetch(tenant, &key).await })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     /// One decoded index object, from the cache or the store.

@@ -9,7 +9,7 @@
 //! refs:     uvarint count, then per ref (sorted by fingerprint, from):
 //!           uvarint series index, uvarint flags (bit 0: explicit key),
 //!           zigzag varint (from - previous ref's from), uvarint (through - from),
-//!           uvarint size, uvarint entries, checksum u32 LE,
+//!           uvarint size, uvarint entries, uvarint uncompressed bytes, checksum u32 LE,
 //!           [uvarint key index, when bit 0 is set]
 //! crc32c u32 LE of everything before it
 //! ```
@@ -108,6 +108,7 @@ pub(crate) fn encode_index_object<'a>(tenant: &str, refs: impl IntoIterator<Item
         put_uvarint(&mut out, r.through.wrapping_sub(r.from) as u64);
         put_uvarint(&mut out, u64::from(r.size));
         put_uvarint(&mut out, u64::from(r.entries));
+        put_uvarint(&mut out, r.uncompressed);
         out.extend_from_slice(&r.checksum.to_le_bytes());
         if let Some(k) = explicit {
             put_uvarint(&mut out, *k);
@@ -196,6 +197,7 @@ fn decode_body(tenant: &str, r: &mut Reader<'_>) -> Result<IndexObject, String> 
         let through = from.checked_add(span).ok_or_else(|| "chunk end time overflows".to_string())?;
         let size = u32::try_from(r.uvarint()?).map_err(|_| "chunk size overflows u32")?;
         let entries = u32::try_from(r.uvarint()?).map_err(|_| "entry count overflows u32")?;
+        let uncompressed = r.uvarint()?;
         let checksum = r.u32_le()?;
         let key = if flags & FLAG_EXPLICIT_KEY != 0 {
             string(r.uvarint()?)?.to_string()
@@ -211,6 +213,7 @@ fn decode_body(tenant: &str, r: &mut Reader<'_>) -> Result<IndexObject, String> 
             key,
             size,
             entries,
+            uncompressed,
             checksum,
         });
     }

@@ -37,6 +37,7 @@ fn chunk(tenant: &str, labels: &Arc<Labels>, from: i64, through: i64, checksum: 
         key: chunk_key(tenant, fingerprint, from, through, checksum),
         size: 1000 + checksum,
         entries: 10,
+        uncompressed: 4000 + u64::from(checksum),
         checksum,
     }
 }
@@ -280,6 +281,7 @@ fn arb_refs() -> impl Strategy<Value = Vec<ChunkRef>> {
                 through,
                 size,
                 entries,
+                uncompressed: u64::from(size) * 3,
                 checksum,
             }
         });

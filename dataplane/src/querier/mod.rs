@@ -1,0 +1,357 @@
+//! The querier: LogQL queries, label and series lookups and index statistics over ingester
+//! memory and the object store, with the per-tenant query limits.
+
+pub mod source;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::config::units::ByteSize;
+use crate::entry::Direction;
+use crate::ingester::Ingester;
+use crate::labels::{Labels, SharedLabels};
+use crate::limits::TenantLimits;
+use crate::logql::{self, Expr, Matcher};
+use crate::query::source::matches_all;
+use crate::query::{Engine, EvalError, EvalLimits, QueryParams, Value};
+use crate::storage::{Index, ObjectStore};
+use source::{QuerierSource, SourceStats, TENANT_LABEL};
+
+/// `querier:` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerierConfig {
+    /// Queries evaluated at once; more wait their turn.
+    pub max_concurrent: usize,
+    /// Most compressed chunk bytes one query may fetch from the object store (0 = no limit):
+    /// fetched chunks are held in memory while the query runs, so this bounds its memory.
+    pub max_fetched_chunk_bytes: ByteSize,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        Self { max_concurrent: 4, max_fetched_chunk_bytes: ByteSize(4 << 30) }
+    }
+}
+
+/// Why a querier request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query does not parse.
+    #[error("{0}")]
+    Parse(#[from] logql::ParseError),
+    /// Bad parameters or a query limit (400).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Eval(#[from] EvalError),
+}
+
+impl crate::error::HasKind for QueryError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            QueryError::Parse(_) | QueryError::Invalid(_) => crate::error::ErrorKind::Invalid,
+            QueryError::Eval(e) => e.kind(),
+        }
+    }
+}
+
+/// A query's result and what it took.
+#[derive(Debug)]
+pub struct QueryOutput {
+    pub value: Value,
+    pub stats: Arc<SourceStats>,
+    pub exec_time: Duration,
+    pub queue_time: Duration,
+}
+
+/// Index statistics of `index/stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IndexStats {
+    pub streams: u64,
+    pub chunks: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone)]
+pub struct Querier {
+    pub(crate) cfg: QuerierConfig,
+    pub(crate) ingester: Option<Arc<Ingester>>,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) index: Arc<Index>,
+    limits: Arc<TenantLimits>,
+    slots: Arc<Semaphore>,
+}
+
+impl Querier {
+    pub fn new(
+        cfg: QuerierConfig,
+        ingester: Option<Arc<Ingester>>,
+        store: Arc<dyn ObjectStore>,
+        index: Arc<Index>,
+        limits: Arc<TenantLimits>,
+    ) -> Self {
+        let slots = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
+        Self { cfg, ingester, store, index, limits, slots }
+    }
+
+    fn source(&self, tenants: &[String]) -> (Arc<QuerierSource>, Arc<SourceStats>) {
+        let stats = Arc::new(SourceStats::default());
+        let src = QuerierSource { querier: self.clone(), tenants: tenants.to_vec(), stats: stats.clone() };
+        (Arc::new(src), stats)
+    }
+
+    /// The strictest of the tenants' values of a limit (multi-tenant queries).
+    fn strictest<T: Ord + Copy>(&self, tenants: &[String], f: impl Fn(&crate::limits::Limits) -> T) -> T {
+        tenants.iter().map(|t| f(self.limits.get(t))).min().unwrap_or_else(|| f(self.limits.defaults()))
+    }
+
+    /// Checks the limits that apply before evaluation: entries per query and query length.
+    fn check_limits(&self, tenants: &[String], expr: &Expr, params: &QueryParams) -> Result<(), QueryError> {
+        let max_entries = self.strictest(tenants, |l| {
+            if l.max_entries_limit_per_query == 0 { usize::MAX } else { l.max_entries_limit_per_query }
+        });
+        if matches!(expr, Expr::Log(_)) && params.limit > max_entries {
+            return Err(QueryError::Invalid(format!(
+                "max entries limit per query exceeded, limit > max_entries_limit_per_query ({} > {max_entries})",
+                params.limit
+            )));
+        }
+        let max_len = self.strictest(tenants, |l| {
+            if l.max_query_length.get().is_zero() { Duration::MAX } else { l.max_query_length.get() }
+        });
+        let len = Duration::from_nanos(params.end.saturating_sub(params.start).max(0) as u64);
+        if len > max_len {
+            return Err(QueryError::Invalid(format!(
+                "the query time range exceeds the limit (query length: {}, limit: {})",
+                crate::config::units::Dur(len),
+                crate::config::units::Dur(max_len)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parses and evaluates a query for `tenants`, within the tenants' limits and timeout.
+    pub async fn query(
+        &self,
+        tenants: &[String],
+        query: &str,
+        params: &QueryParams,
+    ) -> Result<QueryOutput, QueryError> {
+        let expr = logql::parse_expr(query)?;
+        self.check_limits(tenants, &expr, params)?;
+        let queued = Instant::now();
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| QueryError::Eval(EvalError::Internal("querier is shutting down".into())))?;
+        let queue_time = queued.elapsed();
+        let timeout = self.strictest(tenants, |l| l.query_timeout.get());
+        let max_series =
+            self.strictest(tenants, |l| if l.max_query_series == 0 { usize::MAX } else { l.max_query_series });
+        let (source, stats) = self.source(tenants);
+        let engine = Engine::new(EvalLimits { max_series });
+        let started = Instant::now();
+        let value = match tokio::time::timeout(timeout, engine.query(source, &expr, params)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(EvalError::Timeout(format!(
+                    "query timed out after {}",
+                    crate::config::units::Dur(timeout)
+                ))
+                .into());
+            }
+        };
+        Ok(QueryOutput { value, stats, exec_time: started.elapsed(), queue_time })
+    }
+
+    /// Series (label sets) matching any of `selectors` (all series when empty) with data in
+    /// `[from, through)`, at most `max_query_series` of them.
+    pub async fn series(
+        &self,
+        tenants: &[String],
+        selectors: &[Vec<Matcher>],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<SharedLabels>, QueryError> {
+        let max_series =
+            self.strictest(tenants, |l| if l.max_query_series == 0 { usize::MAX } else { l.max_query_series });
+        let found = self.find_series(tenants, selectors, from, through, Some(max_series)).await?;
+        Ok(found.into_iter().collect())
+    }
+
+    /// The series lookup behind `/series` (capped) and the label endpoints (uncapped).
+    async fn find_series(
+        &self,
+        tenants: &[String],
+        selectors: &[Vec<Matcher>],
+        from: i64,
+        through: i64,
+        cap: Option<usize>,
+    ) -> Result<BTreeSet<SharedLabels>, QueryError> {
+        let all = [Vec::new()];
+        let selectors = if selectors.is_empty() { &all[..] } else { selectors };
+        let mut out: BTreeSet<SharedLabels> = BTreeSet::new();
+        for tenant in tenants {
+            let wanted: Vec<&Vec<Matcher>> = selectors
+                .iter()
+                .filter(|m| m.iter().filter(|m| m.name == TENANT_LABEL).all(|m| m.matches(tenant)))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let stripped: Vec<Vec<Matcher>> = wanted.iter().map(|m| strip_tenant(m)).collect();
+            let mut found: Vec<SharedLabels> = Vec::new();
+            if let Some(ing) = &self.ingester {
+                for m in &stripped {
+                    found.extend(ing.series(tenant, m, from, through));
+                }
+            }
+            let indexed = self
+                .index
+                .series(tenant, from, through.saturating_sub(1))
+                .await
+                .map_err(|e| EvalError::Storage(format!("reading the index: {e}")))?;
+            found.extend(indexed.into_iter().map(|(_, l)| l).filter(|l| stripped.iter().any(|m| matches_all(l, m))));
+            for labels in found {
+                out.insert(if tenants.len() > 1 { with_tenant_label(&labels, tenant) } else { labels });
+            }
+            if let Some(max) = cap
+                && out.len() > max
+            {
+                return Err(crate::query::metric::series_limit_error(max).into());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Label names (with `name: None`) or the values of label `name`, of series matching
+    /// `selector` (all when empty) in `[from, through)`, sorted.
+    pub async fn labels(
+        &self,
+        tenants: &[String],
+        name: Option<&str>,
+        selector: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let selectors = if selector.is_empty() { Vec::new() } else { vec![selector.to_vec()] };
+        let series = self.find_series(tenants, &selectors, from, through, None).await?;
+        let mut out = BTreeSet::new();
+        for labels in series {
+            match name {
+                None => out.extend(labels.iter().map(|l| l.name.clone())),
+                Some(n) => {
+                    if let Some(v) = labels.get(n) {
+                        out.insert(v.to_string());
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Streams, chunks, entries and uncompressed bytes of series matching `selector`.
+    pub async fn index_stats(
+        &self,
+        tenants: &[String],
+        selector: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<IndexStats, QueryError> {
+        let mut stats = IndexStats::default();
+        for (_, vol) in self.volumes(tenants, selector, from, through).await? {
+            stats.streams += 1;
+            stats.chunks += vol.chunks;
+            stats.entries += vol.entries;
+            stats.bytes += vol.bytes;
+        }
+        Ok(stats)
+    }
+
+    /// Per-series volume (chunks, entries, uncompressed bytes) with the time of each chunk, for
+    /// `index/stats` and `index/volume`.
+    pub async fn volumes(
+        &self,
+        tenants: &[String],
+        selector: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<(SharedLabels, SeriesVolume)>, QueryError> {
+        let selector = strip_tenant(selector);
+        let mut out: BTreeMap<SharedLabels, SeriesVolume> = BTreeMap::new();
+        for tenant in tenants {
+            let relabel = |l: &SharedLabels| if tenants.len() > 1 { with_tenant_label(l, tenant) } else { l.clone() };
+            if let Some(ing) = &self.ingester {
+                for s in ing.stream_blocks(tenant, &selector, from, through) {
+                    let v = out.entry(relabel(&s.labels)).or_default();
+                    v.chunks += 1;
+                    for b in &s.blocks {
+                        v.entries += u64::from(b.meta().count);
+                        v.bytes += u64::from(b.meta().uncompressed_len);
+                        v.points.push((b.meta().min_ts, u64::from(b.meta().uncompressed_len)));
+                    }
+                }
+            }
+            let refs = self
+                .index
+                .chunks(tenant, from, through.saturating_sub(1))
+                .await
+                .map_err(|e| EvalError::Storage(format!("reading the index: {e}")))?;
+            for r in refs.into_iter().filter(|r| matches_all(&r.labels, &selector)) {
+                let v = out.entry(relabel(&r.labels)).or_default();
+                v.chunks += 1;
+                v.entries += u64::from(r.entries);
+                v.bytes += r.uncompressed;
+                v.points.push((r.from, r.uncompressed));
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+/// Volume of one series.
+#[derive(Clone, Debug, Default)]
+pub struct SeriesVolume {
+    pub chunks: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    /// (first timestamp, uncompressed bytes) of each chunk or block counted.
+    pub points: Vec<(i64, u64)>,
+}
+
+fn strip_tenant(m: &[Matcher]) -> Vec<Matcher> {
+    m.iter().filter(|m| m.name != TENANT_LABEL).cloned().collect()
+}
+
+fn with_tenant_label(labels: &SharedLabels, tenant: &str) -> SharedLabels {
+    if labels.get(TENANT_LABEL).is_some() {
+        return labels.clone();
+    }
+    let mut v: Vec<_> = labels.iter().cloned().collect();
+    v.push(crate::labels::Label::new(TENANT_LABEL, tenant));
+    Arc::new(Labels::from_vec(v).sorted())
+}
+
+/// Aggregates volumes by `target` labels (or keeps whole series), for `index/volume`.
+pub fn aggregate_volumes(vols: &[(SharedLabels, SeriesVolume)], target: &[String]) -> HashMap<SharedLabels, u64> {
+    let mut out: HashMap<SharedLabels, u64> = HashMap::new();
+    for (labels, v) in vols {
+        let key = if target.is_empty() {
+            labels.clone()
+        } else {
+            Arc::new(Labels::from_vec(labels.iter().filter(|l| target.contains(&l.name)).cloned().collect()))
+        };
+        *out.entry(key).or_default() += v.bytes;
+    }
+    out
+}
+
+/// Default direction of Loki's query API.
+pub const DEFAULT_DIRECTION: Direction = Direction::Backward;

@@ -1,0 +1,179 @@
+//! The querier's [`LogSource`]: ingester memory first, then the object store through the index,
+//! merged per stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use super::Querier;
+use crate::chunk::{BlockHandle, Chunk, ChunkReader};
+use crate::labels::{Label, Labels, SharedLabels};
+use crate::logql::Matcher;
+use crate::query::source::matches_all;
+use crate::query::{EvalError, LogSource, StreamBlocks};
+use crate::storage::ChunkRef;
+
+/// The label that names the tenant of each result in a multi-tenant query.
+pub const TENANT_LABEL: &str = "__tenant_id__";
+
+/// Chunk fetches in flight per query.
+const FETCH_CONCURRENCY: usize = 16;
+
+/// What a query read, for the `stats` block of responses.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Chunks referenced by the index for the query.
+    pub chunks_ref: AtomicU64,
+    /// Chunks fetched from the object store.
+    pub chunks_downloaded: AtomicU64,
+    /// Compressed bytes fetched from the object store.
+    pub bytes_downloaded: AtomicU64,
+    /// Nanoseconds spent fetching chunks.
+    pub download_nanos: AtomicU64,
+    /// Blocks handed to evaluation, from memory and from the store.
+    pub blocks: AtomicU64,
+    /// Entries and uncompressed bytes of those blocks: what evaluation had to look at.
+    pub lines: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Streams and blocks that came from ingester memory.
+    pub ingester_streams: AtomicU64,
+    pub ingester_blocks: AtomicU64,
+}
+
+/// A [`LogSource`] over the tenant(s) of one request.
+pub struct QuerierSource {
+    pub(super) querier: Querier,
+    pub(super) tenants: Vec<String>,
+    pub(super) stats: Arc<SourceStats>,
+}
+
+impl QuerierSource {
+    /// Whether `tenant` passes the query's matchers on `__tenant_id__` (multi-tenant queries).
+    fn tenant_selected(&self, tenant: &str, matchers: &[Matcher]) -> bool {
+        matchers.iter().filter(|m| m.name == TENANT_LABEL).all(|m| m.matches(tenant))
+    }
+
+    fn with_tenant(&self, labels: &SharedLabels, tenant: &str) -> SharedLabels {
+        if self.tenants.len() < 2 {
+            return labels.clone();
+        }
+        let mut v: Vec<Label> = labels.iter().cloned().collect();
+        v.push(Label::new(TENANT_LABEL, tenant));
+        Arc::new(Labels::from_vec(v).sorted())
+    }
+
+    async fn select_tenant(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<StreamBlocks>, EvalError> {
+        let matchers: Vec<Matcher> = matchers.iter().filter(|m| m.name != TENANT_LABEL).cloned().collect();
+        // Memory before the index: a chunk flushed in between is then in the index; the other
+        // order could miss it.
+        let mut streams: HashMap<u64, (SharedLabels, Vec<BlockHandle>)> = HashMap::new();
+        if let Some(ing) = &self.querier.ingester {
+            for s in ing.stream_blocks(tenant, &matchers, from, through) {
+                self.stats.ingester_streams.fetch_add(1, Ordering::Relaxed);
+                self.stats.ingester_blocks.fetch_add(s.blocks.len() as u64, Ordering::Relaxed);
+                streams.insert(s.fingerprint, (s.labels, s.blocks));
+            }
+        }
+        let refs: Vec<ChunkRef> = self
+            .querier
+            .index
+            .chunks(tenant, from, through.saturating_sub(1))
+            .await
+            .map_err(|e| EvalError::Storage(format!("reading the index: {e}")))?
+            .into_iter()
+            .filter(|r| matches_all(&r.labels, &matchers))
+            .collect();
+        self.stats.chunks_ref.fetch_add(refs.len() as u64, Ordering::Relaxed);
+        let fetched = self.fetch(refs, from, through).await?;
+        for (r, mut blocks) in fetched {
+            streams.entry(r.fingerprint).or_insert_with(|| (r.labels.clone(), Vec::new())).1.append(&mut blocks);
+        }
+        let mut out = Vec::with_capacity(streams.len());
+        for (_, (labels, mut blocks)) in streams {
+            if blocks.is_empty() {
+                continue;
+            }
+            blocks.sort_by_key(|b| b.meta().min_ts);
+            let overlapping = blocks.windows(2).any(|w| w[0].meta().max_ts >= w[1].meta().min_ts);
+            for b in &blocks {
+                self.stats.lines.fetch_add(u64::from(b.meta().count), Ordering::Relaxed);
+                self.stats.bytes.fetch_add(u64::from(b.meta().uncompressed_len), Ordering::Relaxed);
+            }
+            self.stats.blocks.fetch_add(blocks.len() as u64, Ordering::Relaxed);
+            out.push(StreamBlocks { labels: self.with_tenant(&labels, tenant), blocks, overlapping });
+        }
+        Ok(out)
+    }
+
+    /// Fetches and opens the chunks, within the per-query byte budget.
+    async fn fetch(
+        &self,
+        refs: Vec<ChunkRef>,
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<(ChunkRef, Vec<BlockHandle>)>, EvalError> {
+        let budget = self.querier.cfg.max_fetched_chunk_bytes.bytes();
+        let total: u64 = refs.iter().map(|r| u64::from(r.size)).sum();
+        if budget > 0 && total > budget {
+            return Err(EvalError::Limit(format!(
+                "the query would fetch {total} bytes of chunks, more than querier.max_fetched_chunk_bytes ({budget}); narrow the time range or use more specific stream selectors"
+            )));
+        }
+        let store = self.querier.store.clone();
+        let started = Instant::now();
+        let results: Vec<Result<(ChunkRef, Vec<BlockHandle>), EvalError>> = futures::stream::iter(refs)
+            .map(|r| {
+                let store = store.clone();
+                async move {
+                    let bytes = store
+                        .get(&r.key)
+                        .await
+                        .map_err(|e| EvalError::Storage(format!("fetching chunk {}: {e}", r.key)))?;
+                    if crc32c::crc32c(&bytes) != r.checksum {
+                        return Err(EvalError::Storage(format!("chunk {} does not match its checksum", r.key)));
+                    }
+                    let chunk =
+                        Chunk::decode(bytes).map_err(|e| EvalError::Storage(format!("chunk {}: {e}", r.key)))?;
+                    let blocks = chunk
+                        .block_handles(from, through)
+                        .map_err(|e| EvalError::Storage(format!("chunk {}: {e}", r.key)))?;
+                    Ok((r, blocks))
+                }
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .collect()
+            .await;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            let (cref, blocks) = r?;
+            self.stats.chunks_downloaded.fetch_add(1, Ordering::Relaxed);
+            self.stats.bytes_downloaded.fetch_add(u64::from(cref.size), Ordering::Relaxed);
+            out.push((cref, blocks));
+        }
+        self.stats.download_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl LogSource for QuerierSource {
+    async fn select(&self, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<StreamBlocks>, EvalError> {
+        let mut out = Vec::new();
+        for tenant in &self.tenants {
+            if self.tenant_selected(tenant, matchers) {
+                out.extend(self.select_tenant(tenant, matchers, from, through).await?);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,110 @@
+//! Query evaluation: LogQL log and metric queries over a [`LogSource`].
+//!
+//! - [`pipeline`]: runs a log pipeline (filters, parsers, formatters, label filters) over lines
+//!   and extracts samples for range aggregations.
+//! - [`logs`]: log queries — selection, direction, limit.
+//! - [`metric`]: metric queries — range and vector aggregations, binary operations, steps.
+//! - [`logqltest`]: Loki's `.logqltest` conformance scripts and their runner.
+
+pub mod logqltest;
+pub mod logs;
+pub mod metric;
+pub mod pipeline;
+pub mod source;
+pub mod value;
+
+use std::sync::Arc;
+
+use crate::entry::Direction;
+use crate::error::{ErrorKind, HasKind};
+use crate::logql::Expr;
+pub use source::{LogSource, MemorySource, StreamBlocks};
+pub use value::Value;
+
+/// The parameters of one query, as Loki's API takes them (times in nanoseconds).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueryParams {
+    /// Start of the range (inclusive); equal to `end` for an instant query.
+    pub start: i64,
+    /// End of the range (inclusive), or the instant of an instant query.
+    pub end: i64,
+    /// Step between evaluation instants of a range metric query.
+    pub step: i64,
+    /// For log range queries: return at most one entry per `interval` (0 = every entry).
+    pub interval: i64,
+    /// Order of log query results.
+    pub direction: Direction,
+    /// Most entries a log query returns.
+    pub limit: usize,
+    /// An instant query (`/query`) rather than a range query (`/query_range`).
+    pub instant: bool,
+}
+
+/// Limits applied while evaluating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalLimits {
+    /// Most series a metric query may produce (Loki's `max_query_series`).
+    pub max_series: usize,
+}
+
+impl Default for EvalLimits {
+    fn default() -> Self {
+        Self { max_series: 500 }
+    }
+}
+
+/// Why a query could not be evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// The query is wrong in a way only evaluation finds (Loki answers 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// A query limit was hit (Loki answers 400 with the limit's message).
+    #[error("{0}")]
+    Limit(String),
+    /// The query ran out of time.
+    #[error("{0}")]
+    Timeout(String),
+    /// Reading data failed.
+    #[error("{0}")]
+    Storage(String),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl HasKind for EvalError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            EvalError::Invalid(_) | EvalError::Limit(_) => ErrorKind::Invalid,
+            EvalError::Timeout(_) => ErrorKind::Timeout,
+            EvalError::Storage(_) => ErrorKind::Unavailable,
+            EvalError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Evaluates queries against a source.
+#[derive(Clone)]
+pub struct Engine {
+    pub limits: EvalLimits,
+}
+
+impl Engine {
+    pub fn new(limits: EvalLimits) -> Self {
+        Self { limits }
+    }
+
+    /// Evaluates a parsed query.
+    pub async fn query(
+        &self,
+        source: Arc<dyn LogSource>,
+        expr: &Expr,
+        params: &QueryParams,
+    ) -> Result<Value, EvalError> {
+        match expr {
+            Expr::Log(log) => logs::eval(source, log, params).await,
+            Expr::Sample(sample) => metric::eval(source, sample, params, &self.limits).await,
+        }
+    }
+}
