@@ -14,8 +14,12 @@ use kube::runtime::events::Reporter;
 use norn_operator::controller::{self, Context};
 use norn_operator::leader::{self, LeaderConfig, LeaseLock};
 use norn_operator::metrics::Metrics;
-use norn_operator::ring::{EtcdRingCleanup, NoRingCleanup};
+use norn_operator::ring::{EtcdRingCleanup, EtcdRings, NoRingCleanup};
+use norn_operator::rollout::http::HttpIngesters;
 use tokio_util::sync::CancellationToken;
+
+/// How long a call to an ingester's HTTP API may take.
+const INGESTER_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Kubernetes operator for Norn: reconciles LogCluster resources.
 #[derive(Debug, Parser)]
@@ -106,6 +110,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         reporter: Reporter { controller: "norn-operator".into(), instance: Some(identity.clone()) },
         metrics: metrics.clone(),
         ring: if args.no_ring_cleanup { Arc::new(NoRingCleanup) } else { Arc::new(EtcdRingCleanup::default()) },
+        rings: Arc::new(EtcdRings::default()),
+        ingesters: Arc::new(HttpIngesters::new(INGESTER_REQUEST_TIMEOUT).context("building the HTTP client")?),
     });
     let namespace = args.namespace.clone();
     let result = if args.no_leader_election {

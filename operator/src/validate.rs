@@ -43,6 +43,24 @@ pub struct ValidCluster {
     pub config: String,
     /// Hash of [`Self::config`], put on pod templates.
     pub config_hash: String,
+    /// Replicas to give each ingester StatefulSet now, by name, where the rollout driver holds
+    /// them apart from the spec (a scale-down in progress, or tokens not reserved yet). Empty
+    /// after validation: the spec's counts.
+    pub ingester_replicas: std::collections::BTreeMap<String, i32>,
+}
+
+impl ValidCluster {
+    /// Replicas the spec asks for in each ingester StatefulSet (one, or one per zone), by name.
+    pub fn ingester_sets(&self) -> Vec<(String, Option<String>, i32)> {
+        if self.zones.is_empty() {
+            return vec![(self.names.component(Component::Ingester, None), None, self.spec.ingester.replicas)];
+        }
+        let per_zone = self.spec.ingester.replicas / i32::try_from(self.zones.len()).unwrap_or(i32::MAX);
+        self.zones
+            .iter()
+            .map(|z| (self.names.component(Component::Ingester, Some(z)), Some(z.clone()), per_zone))
+            .collect()
+    }
 }
 
 /// Why a LogCluster cannot be reconciled: one message per problem, naming the spec field.
@@ -98,6 +116,7 @@ pub fn validate(lc: &LogCluster) -> Result<ValidCluster, InvalidSpec> {
         zones,
         config,
         config_hash,
+        ingester_replicas: Default::default(),
     })
 }
 

@@ -174,6 +174,10 @@ fn operator_rbac_grants_only_what_the_operator_uses() {
     assert!(!grants.iter().any(|g| g.contains('*')), "wildcards: {grants:?}");
     assert!(!grants.iter().any(|g| g.contains("secrets")), "the operator reads no Secret: {grants:?}");
     assert!(!grants.iter().any(|g| g.ends_with(":update") || g.ends_with(":deletecollection")), "{grants:?}");
+    assert!(
+        !grants.iter().any(|g| g.starts_with("/pods:") && (g.ends_with(":create") || g.ends_with(":patch"))),
+        "{grants:?}"
+    );
     for needed in [
         "norn.dev/logclusters:watch",
         "norn.dev/logclusters/status:patch",
@@ -183,6 +187,8 @@ fn operator_rbac_grants_only_what_the_operator_uses() {
         "/configmaps:patch",
         "/services:watch",
         "events.k8s.io/events:create",
+        "/pods:watch",
+        "/pods:delete",
     ] {
         assert!(grants.contains(&needed.to_string()), "{needed} missing from {grants:?}");
     }

@@ -64,13 +64,9 @@ pub fn statefulsets(v: &ValidCluster) -> Vec<StatefulSet> {
     for component in Component::ALL {
         match component {
             Component::Ingester => {
-                if v.zones.is_empty() {
-                    out.push(ingester(v, None, spec.ingester.replicas));
-                } else {
-                    let zones = i32::try_from(v.zones.len()).unwrap_or(i32::MAX);
-                    for zone in &v.zones {
-                        out.push(ingester(v, Some(zone), spec.ingester.replicas / zones));
-                    }
+                for (name, zone, wanted) in v.ingester_sets() {
+                    let replicas = v.ingester_replicas.get(&name).copied().unwrap_or(wanted);
+                    out.push(ingester(v, zone.as_deref(), replicas));
                 }
             }
             Component::Distributor | Component::Querier | Component::QueryFrontend => {

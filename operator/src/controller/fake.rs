@@ -113,6 +113,7 @@ fn answer(fake: &Fake, call: &Call) -> (u16, Value) {
                 "services" => "Service",
                 "statefulsets" => "StatefulSet",
                 "poddisruptionbudgets" => "PodDisruptionBudget",
+                "pods" => "Pod",
                 other => panic!("unexpected list of {other}"),
             };
             let items: Vec<Value> = fake.existing.iter().filter(|o| o["kind"] == kind).cloned().collect();

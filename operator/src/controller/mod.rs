@@ -12,6 +12,7 @@
 //! children are removed by Kubernetes' garbage collector through their owner references.
 
 pub mod apply;
+pub mod ingesters;
 pub mod status;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -27,15 +28,17 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::build::build;
-use crate::build::names::{LABEL_MANAGED_BY, MANAGER};
-use crate::crd::{LogCluster, LogClusterStatus};
+use crate::build::names::{Component, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
+use crate::crd::{LogCluster, LogClusterStatus, RolloutPhase};
 use crate::metrics::Metrics;
-use crate::ring::{RingCleanup, RingError, RingLocation};
+use crate::ring::{RingCleanup, RingConnector, RingError, RingLocation};
+use crate::rollout::IngesterApi;
 use crate::validate::validate;
 
 /// The finalizer that keeps a LogCluster until its ring keys are forgotten.
@@ -46,6 +49,9 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub const NOT_READY_RECHECK: Duration = Duration::from_secs(15);
 /// How long to wait before retrying a failed reconciliation.
 pub const RETRY: Duration = Duration::from_secs(15);
+/// How often a cluster whose ingesters are being replaced or scaled is looked at again (pod
+/// and StatefulSet changes also trigger a pass at once).
+pub const ROLLOUT_RECHECK: Duration = Duration::from_secs(5);
 
 /// A reconciliation that failed; it is retried after [`RETRY`].
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +90,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The ingester pods or StatefulSets could not be read or changed.
+    #[error("ingesters: {0}")]
+    Ingesters(#[source] crate::rollout::RolloutError),
     /// Writing the status failed.
     #[error("writing status: {0}")]
     Status(#[source] kube::Error),
@@ -104,6 +113,7 @@ impl Error {
             Error::List { .. } | Error::Delete { .. } => "prune",
             Error::Status(_) => "status",
             Error::Ring(_) => "ring_cleanup",
+            Error::Ingesters(_) => "ingesters",
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.kind(),
@@ -123,6 +133,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Forgets the ring of deleted clusters.
     pub ring: Arc<dyn RingCleanup>,
+    /// Opens a cluster's ingester ring (token reservations, forgetting, rollouts).
+    pub rings: Arc<dyn RingConnector>,
+    /// The ingesters' HTTP API (flush and leave before a pod goes).
+    pub ingesters: Arc<dyn IngesterApi>,
 }
 
 impl std::fmt::Debug for Context {
@@ -182,7 +196,7 @@ async fn apply(lc: &LogCluster, api: &Api<LogCluster>, ctx: &Context) -> Result<
     let first = old.observed_generation.is_none();
     let spec_changed = old.observed_generation != generation;
 
-    let valid = match validate(lc) {
+    let mut valid = match validate(lc) {
         Ok(v) => v,
         Err(invalid) => {
             let status = status::invalid(&old, generation, &invalid, &now());
@@ -193,6 +207,22 @@ async fn apply(lc: &LogCluster, api: &Api<LogCluster>, ctx: &Context) -> Result<
             return Ok(Action::await_change());
         }
     };
+
+    let ingesters =
+        ingesters::step(&ctx.client, ctx.rings.as_ref(), ctx.ingesters.as_ref(), &valid, old.rollout.as_ref())
+            .await
+            .map_err(Error::Ingesters)?;
+    valid.ingester_replicas = ingesters.replicas.clone();
+    for action in &ingesters.actions {
+        let (reason, note) = ingesters::event(action);
+        ctx.event(&reference, EventType::Normal, reason, "Ingesters", note).await;
+    }
+    if let Some(err) = &ingesters.error
+        && old.conditions.iter().all(|c| c.reason != crate::crd::ConditionReason::RingUnavailable.as_str())
+    {
+        let note = format!("ingesters are held at their current count: {err}");
+        ctx.event(&reference, EventType::Warning, "RingUnavailable", "Ingesters", note).await;
+    }
 
     let children = build(&valid);
     let applied = match apply::apply_all(&ctx.client, &valid.namespace, &children).await {
@@ -211,7 +241,9 @@ async fn apply(lc: &LogCluster, api: &Api<LogCluster>, ctx: &Context) -> Result<
         ctx.event(&reference, EventType::Normal, "Pruned", "Delete", note).await;
     }
 
-    let status = status::reconciled(&old, generation, &valid, &applied.statefulsets, &now());
+    let status = status::reconciled(&old, generation, &valid, &applied.statefulsets, &ingesters, &now());
+    let rollout_finished = old.rollout.as_ref().is_some_and(|r| r.phase != RolloutPhase::Done)
+        && status.rollout.as_ref().is_some_and(|r| r.phase == RolloutPhase::Done);
     let ready = status::is_ready(&status);
     let was_ready = status::is_ready(&old);
     let config_changed = !first && old.config_hash.as_ref() != status.config_hash.as_ref();
@@ -233,10 +265,21 @@ async fn apply(lc: &LogCluster, api: &Api<LogCluster>, ctx: &Context) -> Result<
         let note = "spec.retention is recorded but not enforced: Norn does not delete old chunks yet".to_string();
         ctx.event(&reference, EventType::Warning, "RetentionNotEnforced", "Validate", note).await;
     }
+    if rollout_finished {
+        let note = "every ingester runs the current pod template".to_string();
+        ctx.event(&reference, EventType::Normal, "RolloutDone", "Ingesters", note).await;
+    }
     if ready && !was_ready {
         ctx.event(&reference, EventType::Normal, "Ready", "Observe", "every replica is ready".into()).await;
     }
-    Ok(Action::requeue(if ready { RESYNC } else { NOT_READY_RECHECK }))
+    let next = if ingesters.waiting.is_some() {
+        ROLLOUT_RECHECK
+    } else if ready {
+        RESYNC
+    } else {
+        NOT_READY_RECHECK
+    };
+    Ok(Action::requeue(next))
 }
 
 /// Writes `status` when it differs from what the object shows.
@@ -277,15 +320,18 @@ async fn cleanup(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let children = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
-    let (clusters, sts, cms, svcs, pdbs) = match &namespace {
+    let ingester_pods = format!("{LABEL_MANAGED_BY}={MANAGER},{LABEL_COMPONENT}={}", Component::Ingester);
+    let (clusters, sts, cms, svcs, pdbs, pods) = match &namespace {
         Some(ns) => (
             Api::<LogCluster>::namespaced(client.clone(), ns),
             Api::<StatefulSet>::namespaced(client.clone(), ns),
             Api::<ConfigMap>::namespaced(client.clone(), ns),
             Api::<Service>::namespaced(client.clone(), ns),
             Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+            Api::<Pod>::namespaced(client.clone(), ns),
         ),
         None => (
+            Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
             Api::all(client.clone()),
@@ -298,6 +344,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
         .owns(cms, children.clone())
         .owns(svcs, children.clone())
         .owns(pdbs, children)
+        // Ingester pods are owned by their StatefulSet: map them to the cluster by its label.
+        .watches(pods, watcher::Config::default().labels(&ingester_pods), |pod: Pod| {
+            let cluster = pod.labels().get(LABEL_INSTANCE)?.clone();
+            Some(ObjectRef::<LogCluster>::new(&cluster).within(&pod.namespace()?))
+        })
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

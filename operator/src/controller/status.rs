@@ -4,6 +4,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::ingesters::IngesterReport;
 use crate::build::names::{Component, LABEL_COMPONENT};
 use crate::crd::{ComponentStatus, ComponentsStatus, ConditionReason, ConditionType, LogClusterStatus};
 use crate::validate::{InvalidSpec, ValidCluster};
@@ -17,6 +18,7 @@ pub fn reconciled(
     generation: Option<i64>,
     v: &ValidCluster,
     statefulsets: &[StatefulSet],
+    ingesters: &IngesterReport,
     now: &Time,
 ) -> LogClusterStatus {
     let components = components(v, statefulsets);
@@ -34,14 +36,31 @@ pub fn reconciled(
             not_ready.push(format!("{name} {}/{desired}", status.ready_replicas.unwrap_or(0)));
         }
     }
-    let ready = if not_ready.is_empty() && rolling.is_empty() {
+    // Ingesters the spec asks for but the driver holds back (tokens not reserved, scale-down
+    // in progress) count as not ready.
+    for (name, _, wanted) in v.ingester_sets() {
+        let held = ingesters.replicas.get(&name).copied().unwrap_or(wanted);
+        if held != wanted {
+            not_ready.push(format!("{name} held at {held} of {wanted}"));
+        }
+    }
+    if let Some(waiting) = &ingesters.waiting
+        && ingesters.rollout.as_ref().is_some_and(|r| r.phase != crate::crd::RolloutPhase::Done)
+    {
+        rolling.push(format!("ingesters ({waiting})"));
+    }
+    let ready = if let Some(err) = &ingesters.error {
+        (false, ConditionReason::RingUnavailable, format!("the ring cannot be reached: {err}"))
+    } else if not_ready.is_empty() && rolling.is_empty() {
         (true, ConditionReason::AllReplicasReady, "every replica of every component is ready".to_string())
     } else if not_ready.is_empty() {
         (false, ConditionReason::RollingOut, format!("not yet on the current pod template: {}", rolling.join(", ")))
     } else {
         (false, ConditionReason::ReplicasNotReady, format!("ready: {}", not_ready.join(", ")))
     };
-    let progressing = if !rolling.is_empty() {
+    let progressing = if let Some(err) = &ingesters.error {
+        (true, ConditionReason::RingUnavailable, format!("ingesters are held at their current count: {err}"))
+    } else if !rolling.is_empty() {
         (true, ConditionReason::RollingOut, format!("rolling out: {}", rolling.join(", ")))
     } else if !not_ready.is_empty() {
         (true, ConditionReason::ReplicasNotReady, format!("waiting for: {}", not_ready.join(", ")))
@@ -53,8 +72,8 @@ pub fn reconciled(
         observed_generation: generation,
         conditions: conditions(old, generation, now, [ready, progressing, degraded]),
         components,
-        ring_members: old.ring_members.clone(),
-        rollout: old.rollout.clone(),
+        ring_members: ingesters.members.clone().unwrap_or_else(|| old.ring_members.clone()),
+        rollout: ingesters.rollout.clone(),
         config_hash: Some(v.config_hash.clone()),
     }
 }

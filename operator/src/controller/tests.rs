@@ -7,9 +7,13 @@ use async_trait::async_trait;
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 
+use norn::ring::kv::{KvStore, MemoryKv};
+use norn::ring::{InstanceDesc, InstanceState, RingDesc};
+
 use super::fake::{self, Call, Fake};
 use super::*;
-use crate::ring::{RingCleanup, RingError, RingLocation};
+use crate::ring::{ClusterRing, RingCleanup, RingError, RingLocation};
+use crate::rollout::{IngesterPod, RingView, RolloutError};
 
 const NS: &str = "observability";
 const LC: &str = "/apis/norn.dev/v1alpha1/namespaces/observability/logclusters/logs";
@@ -42,31 +46,78 @@ fn cluster(generation: i64, status: Option<Value>) -> Value {
     lc
 }
 
+/// The clusters' rings, in one in-memory store (`None`: etcd is unreachable).
+struct MemoryRings(Option<Arc<MemoryKv>>);
+
+#[async_trait]
+impl RingConnector for MemoryRings {
+    async fn connect(&self, endpoints: &[String], prefix: &str) -> Result<Arc<dyn RingView>, RolloutError> {
+        match &self.0 {
+            Some(kv) => Ok(Arc::new(ClusterRing::new(kv.clone(), prefix))),
+            None => Err(RolloutError::Ring(format!("etcd at {} is unreachable", endpoints.join(",")))),
+        }
+    }
+}
+
+/// Records the ingesters told to prepare for shutdown.
+#[derive(Default)]
+struct RecordingIngesters(Mutex<Vec<String>>);
+
+#[async_trait]
+impl IngesterApi for RecordingIngesters {
+    async fn prepare_shutdown(&self, pod: &IngesterPod) -> Result<(), RolloutError> {
+        self.0.lock().expect("lock").push(pod.name.clone());
+        Ok(())
+    }
+}
+
 struct Outcome {
     result: Result<Action, Error>,
     calls: Vec<Call>,
     ring: Arc<RecordingRing>,
+    prepared: Vec<String>,
 }
 
+/// The ring key of the fixture cluster.
+const RING_KEY: &str = "norn/observability/logs/ring";
+
 async fn run(lc: Value, fake: Fake) -> Outcome {
+    run_with(lc, fake, Some(Arc::new(MemoryKv::new()))).await
+}
+
+async fn run_with(lc: Value, fake: Fake, store: Option<Arc<MemoryKv>>) -> Outcome {
     let (service, handle) =
         tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
     let server = tokio::spawn(fake::serve(handle, Fake { cluster: lc.clone(), ..fake }));
     let ring = Arc::new(RecordingRing::default());
+    let ingesters = Arc::new(RecordingIngesters::default());
     let ctx = Arc::new(Context {
         client: Client::new(service, NS),
         reporter: Reporter { controller: "norn-operator".into(), instance: Some("test".into()) },
         metrics: Arc::new(Metrics::new()),
         ring: ring.clone(),
+        rings: Arc::new(MemoryRings(store)),
+        ingesters: ingesters.clone(),
     });
     let obj: LogCluster = serde_json::from_value(lc).expect("cluster deserializes");
     let result = reconcile(Arc::new(obj), ctx).await;
     let calls = server.await.expect("fake server");
-    Outcome { result, calls, ring }
+    let prepared = ingesters.0.lock().expect("lock").clone();
+    Outcome { result, calls, ring, prepared }
 }
 
 fn lines(calls: &[Call]) -> Vec<String> {
     calls.iter().map(Call::line).collect()
+}
+
+const EVENTS: &str = "POST /apis/events.k8s.io/v1/namespaces/observability/events";
+
+/// The ingester step's reads: StatefulSets and pods.
+fn ingester_lines() -> Vec<String> {
+    vec![
+        "GET /apis/apps/v1/namespaces/observability/statefulsets".to_string(),
+        "GET /api/v1/namespaces/observability/pods".to_string(),
+    ]
 }
 
 /// Every apply and prune call of the managed-etcd fixture, in order.
@@ -127,10 +178,12 @@ async fn first_reconcile_applies_every_child_and_reports_progress() {
     let out = run(cluster(1, None), Fake::default()).await;
     let action = out.result.expect("reconciled");
     assert_eq!(action, Action::requeue(NOT_READY_RECHECK));
-    let mut want = apply_and_prune_lines();
+    let mut want = ingester_lines();
+    want.push(EVENTS.into());
+    want.extend(apply_and_prune_lines());
     want.push(format!("PATCH {LC}/status"));
-    want.push("POST /apis/events.k8s.io/v1/namespaces/observability/events".into());
-    want.push("POST /apis/events.k8s.io/v1/namespaces/observability/events".into());
+    want.push(EVENTS.into());
+    want.push(EVENTS.into());
     assert_eq!(lines(&out.calls), want);
     for apply in out.calls.iter().filter(|c| c.method == "PATCH" && !c.path.contains("logclusters")) {
         assert_eq!(apply.content_type, "application/apply-patch+yaml", "{}", apply.path);
@@ -150,26 +203,145 @@ async fn first_reconcile_applies_every_child_and_reports_progress() {
     assert_eq!(
         events(&out.calls),
         vec![
+            ("Normal".to_string(), "TokensReserved".to_string()),
             ("Normal".to_string(), "Created".to_string()),
             ("Warning".to_string(), "RetentionNotEnforced".to_string())
         ]
     );
+    // Before any ingester pod exists, its tokens are in the ring: the data plane's own PENDING
+    // reservations, with the spread-minimizing tokens of its ordinal.
+    let members: Vec<(String, String)> = status["ringMembers"]
+        .as_array()
+        .expect("ring members")
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap_or("").to_string(), m["state"].as_str().unwrap_or("").to_string()))
+        .collect();
+    let want: Vec<(String, String)> = (0..3).map(|i| (format!("logs-ingester-{i}"), "UNHEALTHY".to_string())).collect();
+    assert_eq!(members, want, "reservations have no heartbeat yet");
+}
+
+#[tokio::test]
+async fn reservations_hold_the_deterministic_tokens_of_each_ordinal() {
+    let store = Arc::new(MemoryKv::new());
+    let out = run_with(cluster(1, None), Fake::default(), Some(store.clone())).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    let ring = ClusterRing::new(store, "norn/observability/logs/").read().await.expect("ring");
+    assert_eq!(ring.instances.len(), 3);
+    for i in 0..3u32 {
+        let e = &ring.instances[&format!("logs-ingester-{i}")];
+        assert_eq!(e.state(), InstanceState::Pending);
+        assert_eq!(e.tokens, norn::ring::tokens::spread_minimizing_tokens(i, "", 128));
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_ring_holds_new_ingesters_back() {
+    let out = run_with(cluster(1, None), Fake::default(), None).await;
+    assert!(out.result.is_ok(), "{:?}", out.result.err());
+    let ingester =
+        out.calls.iter().find(|c| c.path.ends_with("/statefulsets/logs-ingester")).expect("ingester applied");
+    assert_eq!(ingester.body["spec"]["replicas"], 0, "no ingester starts before its tokens are in etcd");
+    let distributor =
+        out.calls.iter().find(|c| c.path.ends_with("/statefulsets/logs-distributor")).expect("distributor");
+    assert_eq!(distributor.body["spec"]["replicas"], 2);
+    let status = &status_patch(&out.calls).expect("status").body["status"];
+    assert_eq!(condition(status, "Ready")["reason"], "RingUnavailable");
+    assert_eq!(condition(status, "Progressing")["reason"], "RingUnavailable");
+    assert!(events(&out.calls).contains(&("Warning".to_string(), "RingUnavailable".to_string())));
+}
+
+/// An ingester StatefulSet whose template changed: `updateRevision` is `new`, its pods run `old`.
+fn outdated_ingesters(ready: [bool; 3]) -> Vec<Value> {
+    let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "logs-ingester", "namespace": NS, "generation": 2,
+            "labels": {"app.kubernetes.io/instance": "logs", "app.kubernetes.io/managed-by": "norn-operator",
+                "app.kubernetes.io/component": "ingester"}},
+        "spec": {"replicas": 3, "serviceName": "logs-ingester-headless", "selector": {},
+            "template": {"metadata": {}, "spec": {"containers": []}}},
+        "status": {"observedGeneration": 2, "replicas": 3, "updateRevision": "logs-ingester-new"}});
+    let mut out = vec![sts];
+    for (i, ready) in ready.iter().enumerate() {
+        out.push(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("logs-ingester-{i}"), "namespace": NS,
+                "labels": {"app.kubernetes.io/instance": "logs", "app.kubernetes.io/component": "ingester",
+                    "controller-revision-hash": "logs-ingester-old", "apps.kubernetes.io/pod-index": i.to_string()},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "logs-ingester",
+                    "uid": "u", "controller": true}]},
+            "status": {"podIP": format!("10.0.0.{i}"),
+                "conditions": [{"type": "Ready", "status": if *ready { "True" } else { "False" }}]}}));
+    }
+    out
+}
+
+/// A ring where the three ingesters heartbeat now, ACTIVE.
+async fn active_ring() -> Arc<MemoryKv> {
+    let store = Arc::new(MemoryKv::new());
+    let now = norn::ring::lifecycler::now_ms();
+    let mut ring = RingDesc::default();
+    for i in 0..3u32 {
+        let mut e = InstanceDesc {
+            addr: format!("10.0.0.{i}:9095"),
+            tokens: norn::ring::tokens::spread_minimizing_tokens(i, "", 128),
+            heartbeat_ms: now,
+            registered_ms: now,
+            ..Default::default()
+        };
+        e.set_state(InstanceState::Active);
+        ring.instances.insert(format!("logs-ingester-{i}"), e);
+    }
+    let kv = norn::ring::ring_kv(store.clone() as Arc<dyn KvStore>, 3);
+    kv.put(RING_KEY, &ring).await.expect("seed the ring");
+    store
+}
+
+#[tokio::test]
+async fn a_changed_template_replaces_one_ingester_first() {
+    let fake = Fake { existing: outdated_ingesters([true; 3]), ..Fake::default() };
+    let out = run_with(cluster(1, None), fake, Some(active_ring().await)).await;
+    assert_eq!(out.result.expect("reconciled"), Action::requeue(ROLLOUT_RECHECK));
+    assert_eq!(out.prepared, vec!["logs-ingester-0".to_string()], "told to flush and leave on SIGTERM");
+    let deletes: Vec<String> = out.calls.iter().filter(|c| c.method == "DELETE").map(Call::line).collect();
+    assert_eq!(deletes, vec!["DELETE /api/v1/namespaces/observability/pods/logs-ingester-0"]);
+    let status = &status_patch(&out.calls).expect("status").body["status"];
+    assert_eq!(status["rollout"]["phase"], "Leaving");
+    assert_eq!(status["rollout"]["current"], "logs-ingester-0");
+    assert_eq!(status["rollout"]["targetRevision"], "logs-ingester-new");
+    assert_eq!(status["rollout"]["total"], 3);
+    assert_eq!(condition(status, "Progressing")["reason"], "RollingOut");
+    assert!(events(&out.calls).contains(&("Normal".to_string(), "ReplacingIngesters".to_string())));
+    let states: Vec<&str> =
+        status["ringMembers"].as_array().expect("members").iter().filter_map(|m| m["state"].as_str()).collect();
+    assert_eq!(states, vec!["ACTIVE"; 3]);
+}
+
+#[tokio::test]
+async fn no_ingester_is_replaced_while_another_is_not_ready() {
+    let fake = Fake { existing: outdated_ingesters([true, true, false]), ..Fake::default() };
+    let out = run_with(cluster(1, None), fake, Some(active_ring().await)).await;
+    // ing-2 is down and outdated: it is the one replaced, never a healthy one on top of it.
+    assert_eq!(out.prepared, vec!["logs-ingester-2".to_string()]);
+    let deletes: Vec<String> = out.calls.iter().filter(|c| c.method == "DELETE").map(Call::line).collect();
+    assert_eq!(deletes, vec!["DELETE /api/v1/namespaces/observability/pods/logs-ingester-2"]);
 }
 
 #[tokio::test]
 async fn a_second_pass_without_changes_writes_no_status_and_no_event() {
-    let first = run(cluster(1, None), Fake::default()).await;
+    let store = Arc::new(MemoryKv::new());
+    let first = run_with(cluster(1, None), Fake::default(), Some(store.clone())).await;
     let status = status_patch(&first.calls).expect("status").body["status"].clone();
-    let out = run(cluster(1, Some(status)), Fake::default()).await;
+    let out = run_with(cluster(1, Some(status)), Fake::default(), Some(store)).await;
     assert!(out.result.is_ok(), "{:?}", out.result.err());
-    assert_eq!(lines(&out.calls), apply_and_prune_lines(), "only the idempotent applies and the prune lists");
+    let mut want = ingester_lines();
+    want.extend(apply_and_prune_lines());
+    assert_eq!(lines(&out.calls), want, "only reads, the idempotent applies and the prune lists");
 }
 
 #[tokio::test]
 async fn becoming_ready_is_reported_once() {
-    let first = run(cluster(1, None), Fake::default()).await;
+    let store = Arc::new(MemoryKv::new());
+    let first = run_with(cluster(1, None), Fake::default(), Some(store.clone())).await;
     let status = status_patch(&first.calls).expect("status").body["status"].clone();
-    let out = run(cluster(1, Some(status)), Fake { ready: true, ..Fake::default() }).await;
+    let out = run_with(cluster(1, Some(status)), Fake { ready: true, ..Fake::default() }, Some(store.clone())).await;
     assert_eq!(out.result.expect("reconciled"), Action::requeue(RESYNC));
     let status = &status_patch(&out.calls).expect("status").body["status"];
     assert_eq!(condition(status, "Ready")["status"], "True");
@@ -177,7 +349,7 @@ async fn becoming_ready_is_reported_once() {
     assert_eq!(condition(status, "Progressing")["status"], "False");
     assert_eq!(status["components"]["ingester"]["readyReplicas"], 3);
     assert_eq!(events(&out.calls), vec![("Normal".to_string(), "Ready".to_string())]);
-    let again = run(cluster(1, Some(status.clone())), Fake { ready: true, ..Fake::default() }).await;
+    let again = run_with(cluster(1, Some(status.clone())), Fake { ready: true, ..Fake::default() }, Some(store)).await;
     assert!(status_patch(&again.calls).is_none());
     assert!(events(&again.calls).is_empty());
 }
@@ -229,7 +401,16 @@ async fn a_spec_change_applies_prunes_and_reports() {
     let reasons: Vec<String> = events(&out.calls).into_iter().map(|(_, r)| r).collect();
     assert_eq!(
         reasons,
-        vec!["Pruned", "Pruned", "Pruned", "Pruned", "Updated", "ConfigChanged", "RetentionNotEnforced"],
+        vec![
+            "TokensReserved",
+            "Pruned",
+            "Pruned",
+            "Pruned",
+            "Pruned",
+            "Updated",
+            "ConfigChanged",
+            "RetentionNotEnforced"
+        ],
         "{:?}",
         events(&out.calls)
     );
@@ -295,5 +476,8 @@ async fn a_failed_apply_is_degraded_and_retried() {
     );
     let status = &status_patch(&out.calls).expect("status").body["status"];
     assert_eq!(condition(status, "Degraded")["reason"], "ApplyFailed");
-    assert!(!out.calls.iter().any(|c| c.method == "GET"), "no pruning after a failed apply");
+    assert!(
+        !out.calls.iter().any(|c| c.method == "GET" && c.path.ends_with("/configmaps")),
+        "no pruning after a failed apply"
+    );
 }

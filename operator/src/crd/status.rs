@@ -159,6 +159,8 @@ pub enum ConditionReason {
     ApplyFailed,
     /// Nothing is wrong.
     Healthy,
+    /// The ring's etcd cannot be reached: ingesters are held at their current count.
+    RingUnavailable,
 }
 
 impl ConditionReason {
@@ -172,6 +174,7 @@ impl ConditionReason {
             ConditionReason::InvalidSpec => "InvalidSpec",
             ConditionReason::ApplyFailed => "ApplyFailed",
             ConditionReason::Healthy => "Healthy",
+            ConditionReason::RingUnavailable => "RingUnavailable",
         }
     }
 }

@@ -118,3 +118,7 @@ impl RingCleanup for NoRingCleanup {
         Ok(())
     }
 }
+
+pub mod members;
+
+pub use members::{ClusterRing, EtcdRings, RingConnector, Slot};
