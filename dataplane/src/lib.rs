@@ -20,6 +20,7 @@ pub mod querier;
 pub mod query;
 pub mod ratelimit;
 pub mod ring;
+pub mod rpc;
 pub mod server;
 pub mod storage;
 pub mod timeutil;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, now_ns, proto_body};
+use common::{TestServer, now_ns, proto_body, urlencode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -178,13 +178,4 @@ async fn post_form_bodies_work_like_query_strings() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"], json!(["db"]));
     s.stop().await;
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
