@@ -302,7 +302,7 @@ pub fn args(v: &ValidCluster, component: Component, zone: Option<&str>) -> Vec<S
         format!("--config.file={CONFIG_DIR}/{CONFIG_FILE}"),
         format!("--target={component}"),
         "--instance.id=$(POD_NAME)".to_string(),
-        "--instance.addr=$(POD_IP)".to_string(),
+        format!("--instance.addr=$(POD_IP):{GRPC_PORT}"),
     ];
     if let Some(zone) = zone {
         args.push(format!("--instance.zone={zone}"));

@@ -174,18 +174,8 @@ fn the_rendered_config_is_what_norn_parses() {
     assert_eq!(tenants.get("team-a").max_line_size, norn::config::units::ByteSize(256_000));
 }
 
-/// Flags the data plane does not have yet: they arrive with the ring (issue 4). When it lands,
-/// this list empties and the test below checks every flag.
-const FLAGS_PENDING_IN_NORN: &[&str] = &[
-    "--instance.id",
-    "--instance.addr",
-    "--instance.zone",
-    "--ring.store",
-    "--ring.etcd.endpoints",
-    "--ring.prefix",
-    "--replication-factor",
-];
-
+/// Norn's own flag parser and configuration loader accept every pod's command line, with the
+/// values the kubelet substitutes.
 #[test]
 fn norn_accepts_the_command_line_of_every_component() {
     for case in ["managed-etcd", "zones"] {
@@ -198,10 +188,11 @@ fn norn_accepts_the_command_line_of_every_component() {
             let args = statefulset::args(&valid, component, zone);
             let known: Vec<String> = args
                 .iter()
-                .filter(|a| !FLAGS_PENDING_IN_NORN.iter().any(|p| a.starts_with(&format!("{p}="))))
+                // What the kubelet substitutes from the pod's environment.
+                .map(|a| a.replace("$(POD_NAME)", "logs-ingester-0").replace("$(POD_IP)", "10.1.2.3"))
                 .map(|a| match a.strip_prefix("--config.file=") {
                     Some(_) => format!("--config.file={}", file.display()),
-                    None => a.clone(),
+                    None => a,
                 })
                 .collect();
             assert!(known.iter().any(|a| a == &format!("--target={component}")), "{known:?}");
