@@ -20,7 +20,7 @@ use crate::labels::Labels;
 use crate::limits::TenantLimits;
 use crate::logproto;
 use crate::metrics::Metrics;
-use crate::querier::Querier;
+use crate::querier::{IngesterData, Querier};
 use crate::query::logqltest::{EvalFailure, Harness};
 use crate::query::{QueryParams, Value};
 use crate::storage::{self, Index};
@@ -105,7 +105,8 @@ impl RealHarness {
             metrics,
             cfg.distributor.max_recv_msg_size.as_usize(),
         );
-        let querier = Querier::new(cfg.querier.clone(), Some(ingester.clone()), store, index, limits);
+        let querier =
+            Querier::new(cfg.querier.clone(), Some(ingester.clone() as Arc<dyn IngesterData>), store, index, limits);
         Ok(Loaded { distributor, ingester, querier, _dir: dir })
     }
 }

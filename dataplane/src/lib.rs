@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod querier;
 pub mod query;
 pub mod ratelimit;
+pub mod ring;
+pub mod rpc;
 pub mod server;
 pub mod storage;
 pub mod timeutil;

@@ -59,6 +59,33 @@ impl Reason {
             Reason::RequestBodyTooLarge => "request_body_too_large",
         }
     }
+
+    /// Every reason.
+    pub const ALL: [Reason; 18] = [
+        Reason::InvalidLabels,
+        Reason::MissingLabels,
+        Reason::MaxLabelNamesPerSeries,
+        Reason::LabelNameTooLong,
+        Reason::LabelValueTooLong,
+        Reason::DuplicateLabelNames,
+        Reason::GreaterThanMaxSampleAge,
+        Reason::TooFarInFuture,
+        Reason::LineTooLong,
+        Reason::DisallowedStructuredMetadata,
+        Reason::StructuredMetadataTooLarge,
+        Reason::StructuredMetadataTooMany,
+        Reason::RateLimited,
+        Reason::StreamLimit,
+        Reason::PerStreamRateLimit,
+        Reason::TooFarBehind,
+        Reason::OutOfOrder,
+        Reason::RequestBodyTooLarge,
+    ];
+
+    /// The reason Loki calls `name` ([`Reason::as_str`]).
+    pub fn from_name(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
 }
 
 /// Lines and bytes dropped for one reason.
@@ -74,6 +101,21 @@ pub struct Discards {
     pub by_reason: Vec<(Reason, Dropped)>,
     /// One message per problem, in request order.
     pub messages: Vec<String>,
+    /// The same drops by the position of their stream in the push, when the ingester reports
+    /// them: a distributor that sent a stream to several replicas reports each stream's drops
+    /// once, from one replica.
+    pub by_stream: Vec<StreamDiscard>,
+}
+
+/// What was dropped of one stream of a push, for one reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamDiscard {
+    /// Position of the stream in the push.
+    pub stream: usize,
+    pub reason: Reason,
+    pub lines: u64,
+    pub bytes: u64,
+    pub message: Option<String>,
 }
 
 impl Discards {
@@ -88,6 +130,12 @@ impl Discards {
         if let Some(m) = message {
             self.messages.push(m);
         }
+    }
+
+    /// Records a drop of stream `stream` of the push (see [`Discards::by_stream`]).
+    pub fn add_stream(&mut self, stream: usize, reason: Reason, lines: u64, bytes: u64, message: Option<String>) {
+        self.by_stream.push(StreamDiscard { stream, reason, lines, bytes, message: message.clone() });
+        self.add(reason, lines, bytes, message);
     }
 
     pub fn is_empty(&self) -> bool {

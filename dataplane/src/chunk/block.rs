@@ -95,8 +95,16 @@ pub struct BlockHandle {
 
 #[derive(Clone, Debug)]
 enum HandleInner {
-    Compressed { codec: Codec, data: Bytes },
-    Decoded(DecodedBlock),
+    Compressed {
+        codec: Codec,
+        data: Bytes,
+    },
+    /// A head snapshot: parsed, and the uncompressed payload it was parsed from (what
+    /// [`BlockHandle::wire`] sends).
+    Decoded {
+        block: DecodedBlock,
+        payload: Bytes,
+    },
 }
 
 impl BlockHandle {
@@ -104,8 +112,42 @@ impl BlockHandle {
         BlockHandle { meta: block.meta, inner: HandleInner::Compressed { codec, data: block.data.clone() } }
     }
 
-    pub(crate) fn decoded(meta: BlockMeta, block: DecodedBlock) -> Self {
-        BlockHandle { meta, inner: HandleInner::Decoded(block) }
+    pub(crate) fn decoded(meta: BlockMeta, block: DecodedBlock, payload: Bytes) -> Self {
+        BlockHandle { meta, inner: HandleInner::Decoded { block, payload } }
+    }
+
+    /// The block as it travels between processes: header, codec and payload. A cut block is
+    /// its compressed payload as stored (no copy); a head snapshot is its uncompressed payload
+    /// under [`Codec::None`], with the header's `compressed_len` and `crc32c` filled in so the
+    /// receiver checks it like any other block.
+    pub fn wire(&self) -> (BlockMeta, Codec, Bytes) {
+        match &self.inner {
+            HandleInner::Compressed { codec, data } => (self.meta, *codec, data.clone()),
+            HandleInner::Decoded { payload, .. } => {
+                let meta = BlockMeta {
+                    compressed_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+                    crc32c: crc32c::crc32c(payload),
+                    ..self.meta
+                };
+                (meta, Codec::None, payload.clone())
+            }
+        }
+    }
+
+    /// A block received from another process ([`BlockHandle::wire`]'s output). The payload's
+    /// length is checked here, its checksum and contents when it is decoded.
+    pub fn from_wire(meta: BlockMeta, codec: Codec, data: Bytes) -> Result<Self, ChunkError> {
+        if data.len() != meta.compressed_len as usize {
+            return Err(ChunkError::corrupt(format!(
+                "block payload of {} bytes, header says {}",
+                data.len(),
+                meta.compressed_len
+            )));
+        }
+        if meta.count == 0 || meta.min_ts > meta.max_ts {
+            return Err(ChunkError::corrupt("block header with no entries or inverted time bounds"));
+        }
+        Ok(BlockHandle { meta, inner: HandleInner::Compressed { codec, data } })
     }
 
     /// The block's header: entry count and time bounds.
@@ -115,14 +157,14 @@ impl BlockHandle {
 
     /// Whether this is an uncompressed head block snapshot rather than a cut block.
     pub fn is_head(&self) -> bool {
-        matches!(self.inner, HandleInner::Decoded(_))
+        matches!(self.inner, HandleInner::Decoded { .. })
     }
 
     /// Decompresses (cut blocks: checksum, decompress, parse) or hands over (head) the block.
     pub fn decode(self) -> Result<DecodedBlock, ChunkError> {
         match self.inner {
             HandleInner::Compressed { codec, data } => Block { meta: self.meta, data }.decode(codec),
-            HandleInner::Decoded(block) => Ok(block),
+            HandleInner::Decoded { block, .. } => Ok(block),
         }
     }
 }

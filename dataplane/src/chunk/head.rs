@@ -6,6 +6,7 @@
 //! entry brings some. Appends may come in any timestamp order; the block is stably sorted when
 //! it is encoded.
 
+use bytes::Bytes;
 use std::collections::HashMap;
 
 use super::ChunkError;
@@ -301,14 +302,16 @@ impl HeadBlock {
     }
 
     /// The head as a scannable block: its entries stably sorted, lines copied once into the
-    /// block buffer. Used to read the head alongside cut blocks without compressing it.
-    pub fn to_decoded(&self) -> Result<Option<(BlockMeta, DecodedBlock)>, ChunkError> {
+    /// block buffer. Used to read the head alongside cut blocks without compressing it. Also
+    /// returns the payload the block was parsed from (the block's lines are a view of it).
+    pub fn to_decoded(&self) -> Result<Option<(BlockMeta, DecodedBlock, Bytes)>, ChunkError> {
         let mut payload = Vec::new();
         let Some(meta) = self.write_payload(&mut payload) else {
             return Ok(None);
         };
-        let block = DecodedBlock::parse(payload.into(), &meta)?;
-        Ok(Some((meta, block)))
+        let payload = Bytes::from(payload);
+        let block = DecodedBlock::parse(payload.clone(), &meta)?;
+        Ok(Some((meta, block, payload)))
     }
 }
 

@@ -467,8 +467,8 @@ impl ChunkReader for MemChunk {
     fn block_handles(&self, from: i64, through: i64) -> Result<Vec<BlockHandle>, ChunkError> {
         let mut handles = self.blocks.handles(from, through);
         let head_overlaps = self.head.bounds().is_some_and(|(lo, hi)| hi >= from && lo < through);
-        if head_overlaps && let Some((meta, block)) = self.head.to_decoded()? {
-            handles.push(BlockHandle::decoded(meta, block));
+        if head_overlaps && let Some((meta, block, payload)) = self.head.to_decoded()? {
+            handles.push(BlockHandle::decoded(meta, block, payload));
         }
         Ok(handles)
     }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::chunk::Codec;
 use crate::limits::Limits;
+use crate::ring::config::{InstanceConfig, ReplicationFactor, RingConfig};
 use crate::storage::StorageConfig;
 use units::{ByteSize, Dur};
 
@@ -35,12 +36,20 @@ pub struct Config {
     pub log: LogConfig,
     pub distributor: DistributorConfig,
     pub ingester: IngesterConfig,
+    /// How distributors and queriers call ingesters.
+    pub ingester_client: crate::rpc::ClientConfig,
     pub querier: crate::querier::QuerierConfig,
     pub storage: StorageConfig,
     /// Limits for every tenant without an override.
     pub limits: Limits,
     /// Per-tenant partial `limits` blocks, merged over `limits`.
     pub overrides: HashMap<String, serde_json::Value>,
+    /// This process's identity in the hash ring.
+    pub instance: InstanceConfig,
+    /// The hash ring: its store, heartbeats, tokens.
+    pub ring: RingConfig,
+    /// Replicas of every stream; clipped to the number of ingesters in the ring.
+    pub replication_factor: ReplicationFactor,
 }
 
 /// The HTTP server (Loki's API, ops endpoints).
@@ -59,17 +68,20 @@ impl Default for HttpConfig {
     }
 }
 
-/// The gRPC server (distributor → ingester, querier → ingester).
+/// The gRPC server of an ingester (distributor → ingester, querier → ingester).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcConfig {
-    /// Listen address of the gRPC server.
+    /// Listen address of the gRPC server. Bound by processes that run an ingester with a shared
+    /// ring (`ring.store: etcd`); in one process with the in-memory ring nobody could call it.
     pub addr: SocketAddr,
+    /// Largest message the server receives or sends (a replica's share of a push).
+    pub max_recv_msg_size: ByteSize,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        Self { addr: SocketAddr::from(([0, 0, 0, 0], 9095)) }
+        Self { addr: SocketAddr::from(([0, 0, 0, 0], 9095)), max_recv_msg_size: ByteSize::mib(128) }
     }
 }
 
@@ -396,8 +408,28 @@ impl Config {
         if self.distributor.max_recv_msg_size.bytes() == 0 {
             return Err("distributor.max_recv_msg_size must be greater than 0".into());
         }
+        let needs_ingesters = self.target.has(Role::Distributor) || self.target.has(Role::Querier);
+        if needs_ingesters && !self.target.has(Role::Ingester) && !self.distributed() {
+            return Err(format!(
+                "target {} reaches ingesters in other processes, which needs a shared ring: set ring.store: etcd (the in-memory ring only holds an ingester of this process)",
+                self.target
+            ));
+        }
+        if self.grpc.max_recv_msg_size.bytes() < 1 << 20 {
+            return Err("grpc.max_recv_msg_size must be at least 1MiB".into());
+        }
+        self.ingester_client.validate()?;
         self.storage.validate()?;
+        self.instance.validate()?;
+        self.ring.validate()?;
+        self.replication_factor.validate()?;
         Ok(())
+    }
+
+    /// Whether the roles run apart and meet through a shared ring (`ring.store: etcd`): the
+    /// distributor and querier then reach ingesters over gRPC, even one in the same process.
+    pub fn distributed(&self) -> bool {
+        self.ring.store == crate::ring::StoreKind::Etcd
     }
 
     /// The WAL directory: `ingester.wal.dir`, or `<data.dir>/wal`.

@@ -2,6 +2,7 @@
 //! hands valid streams to the ingesters.
 
 pub mod decode;
+pub mod replicate;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;

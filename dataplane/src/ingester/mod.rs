@@ -7,6 +7,7 @@
 //! the rotation hold, and those segments can go once the checkpoint is written.
 
 mod flush;
+pub mod lifecycle;
 pub mod read;
 mod replay;
 pub mod stream;
@@ -65,6 +66,14 @@ impl HasKind for IngesterError {
 pub trait RingShare: Send + Sync + std::fmt::Debug {
     /// (healthy ingesters, replication factor).
     fn ingesters_and_rf(&self) -> (usize, usize);
+}
+
+/// The ingester ring: its healthy ACTIVE ingesters and the replication factor after clipping.
+impl RingShare for crate::ring::RingClient {
+    fn ingesters_and_rf(&self) -> (usize, usize) {
+        let rf = self.view().snapshot.effective_replication_factor();
+        (self.healthy_active().max(1), rf.max(1))
+    }
 }
 
 /// A single process: one ingester, no replication.
@@ -235,6 +244,12 @@ impl Ingester {
         self.accepting.store(false, Ordering::SeqCst);
     }
 
+    /// Waits until pushes that were accepted before [`Ingester::stop_accepting`] have been
+    /// applied and submitted to the WAL (blocking).
+    pub fn drain_writes(&self) {
+        drop(self.checkpoint_lock.write());
+    }
+
     pub fn stream_count(&self) -> usize {
         self.streams_total.load(Ordering::Relaxed)
     }
@@ -340,10 +355,11 @@ impl Ingester {
         let mut rec = record.then(|| EntriesRecord::new(tenant_name, size));
         let mut discards = Discards::default();
         let limits = self.limits.get(tenant_name).clone();
-        for push in streams {
+        for (index, push) in streams.into_iter().enumerate() {
             let Some(mut s) = self.locked_stream(tenant_name, &tenant, &push, now, enforce_limits) else {
                 let bytes = push.entries.iter().map(|e| e.size() as u64).sum();
-                discards.add(
+                discards.add_stream(
+                    index,
                     Reason::StreamLimit,
                     push.entries.len() as u64,
                     bytes,
@@ -383,7 +399,8 @@ impl Ingester {
                 }
             }
             if limited_lines > 0 {
-                discards.add(
+                discards.add_stream(
+                    index,
                     Reason::PerStreamRateLimit,
                     limited_lines,
                     limited_bytes,
@@ -417,7 +434,7 @@ impl Ingester {
                     .filter(|e| refused.iter().any(|(ts, _)| *ts == e.ts))
                     .map(|e| e.size() as u64)
                     .sum();
-                discards.add(reason, refused.len() as u64, bytes, Some(msg));
+                discards.add_stream(index, reason, refused.len() as u64, bytes, Some(msg));
             }
         }
         (rec, discards)

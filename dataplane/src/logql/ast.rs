@@ -42,6 +42,12 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// A matcher built outside the parser (one received from another process); a regex
+    /// compiles exactly as the parser compiles it.
+    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Matcher, super::ParseError> {
+        super::pipeline::new_matcher(name.into(), op, value.into(), 0)
+    }
+
     /// Whether the matcher accepts `value`. An absent label has the empty value.
     pub fn matches(&self, value: &str) -> bool {
         match (&self.op, &self.regex) {

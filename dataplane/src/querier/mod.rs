@@ -1,6 +1,7 @@
 //! The querier: LogQL queries, label and series lookups and index statistics over ingester
 //! memory and the object store, with the per-tenant query limits.
 
+pub mod ingesters;
 pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -12,13 +13,13 @@ use tokio::sync::Semaphore;
 
 use crate::config::units::ByteSize;
 use crate::entry::Direction;
-use crate::ingester::Ingester;
 use crate::labels::{Labels, SharedLabels};
 use crate::limits::TenantLimits;
 use crate::logql::{self, Expr, Matcher};
 use crate::query::source::matches_all;
 use crate::query::{Engine, EvalError, EvalLimits, QueryParams, Value};
 use crate::storage::{Index, ObjectStore};
+pub use ingesters::{IngesterData, RingIngesters};
 use source::{QuerierSource, SourceStats, TENANT_LABEL};
 
 /// `querier:` settings.
@@ -81,7 +82,8 @@ pub struct IndexStats {
 #[derive(Clone)]
 pub struct Querier {
     pub(crate) cfg: QuerierConfig,
-    pub(crate) ingester: Option<Arc<Ingester>>,
+    /// Recent data: the ingester of this process, or the ingesters of the ring.
+    pub(crate) ingesters: Option<Arc<dyn IngesterData>>,
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) index: Arc<Index>,
     limits: Arc<TenantLimits>,
@@ -91,13 +93,13 @@ pub struct Querier {
 impl Querier {
     pub fn new(
         cfg: QuerierConfig,
-        ingester: Option<Arc<Ingester>>,
+        ingesters: Option<Arc<dyn IngesterData>>,
         store: Arc<dyn ObjectStore>,
         index: Arc<Index>,
         limits: Arc<TenantLimits>,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
-        Self { cfg, ingester, store, index, limits, slots }
+        Self { cfg, ingesters, store, index, limits, slots }
     }
 
     fn source(&self, tenants: &[String]) -> (Arc<QuerierSource>, Arc<SourceStats>) {
@@ -213,9 +215,9 @@ impl Querier {
             }
             let stripped: Vec<Vec<Matcher>> = wanted.iter().map(|m| strip_tenant(m)).collect();
             let mut found: Vec<SharedLabels> = Vec::new();
-            if let Some(ing) = &self.ingester {
+            if let Some(ing) = &self.ingesters {
                 for m in &stripped {
-                    found.extend(ing.series(tenant, m, from, through));
+                    found.extend(ing.series(tenant, m, from, through).await?);
                 }
             }
             let indexed = self
@@ -293,14 +295,14 @@ impl Querier {
         let mut out: BTreeMap<SharedLabels, SeriesVolume> = BTreeMap::new();
         for tenant in tenants {
             let relabel = |l: &SharedLabels| if tenants.len() > 1 { with_tenant_label(l, tenant) } else { l.clone() };
-            if let Some(ing) = &self.ingester {
-                for s in ing.stream_blocks(tenant, &selector, from, through) {
-                    let v = out.entry(relabel(&s.labels)).or_default();
+            if let Some(ing) = &self.ingesters {
+                for (labels, _, metas) in ing.metas(tenant, &selector, from, through).await? {
+                    let v = out.entry(relabel(&labels)).or_default();
                     v.chunks += 1;
-                    for b in &s.blocks {
-                        v.entries += u64::from(b.meta().count);
-                        v.bytes += u64::from(b.meta().uncompressed_len);
-                        v.points.push((b.meta().min_ts, u64::from(b.meta().uncompressed_len)));
+                    for m in &metas {
+                        v.entries += u64::from(m.count);
+                        v.bytes += u64::from(m.uncompressed_len);
+                        v.points.push((m.min_ts, u64::from(m.uncompressed_len)));
                     }
                 }
             }

@@ -77,8 +77,8 @@ impl QuerierSource {
         // Memory before the index: a chunk flushed in between is then in the index; the other
         // order could miss it.
         let mut streams: HashMap<u64, (SharedLabels, Vec<BlockHandle>)> = HashMap::new();
-        if let Some(ing) = &self.querier.ingester {
-            for s in ing.stream_blocks(tenant, &matchers, from, through) {
+        if let Some(ing) = &self.querier.ingesters {
+            for s in ing.streams(tenant, &matchers, from, through).await? {
                 self.stats.ingester_streams.fetch_add(1, Ordering::Relaxed);
                 self.stats.ingester_blocks.fetch_add(s.blocks.len() as u64, Ordering::Relaxed);
                 streams.insert(s.fingerprint, (s.labels, s.blocks));

@@ -38,6 +38,11 @@ pub struct NornProcess {
 impl NornProcess {
     /// Starts `norn` with `args` plus `--http.addr=127.0.0.1:0`, and waits until it is ready.
     pub fn start(dir: &Path, args: &[&str]) -> NornProcess {
+        Self::start_with_env(dir, args, &[])
+    }
+
+    /// [`NornProcess::start`] with extra environment variables (S3 credentials).
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> NornProcess {
         let log = dir.join(format!(
             "norn-{}.log",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
@@ -46,6 +51,7 @@ impl NornProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_norn"))
             .args(["--http.addr=127.0.0.1:0", "--log.level=info"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

@@ -1,0 +1,172 @@
+//! The messages of the ingester service, declared with prost derives (no `.proto` build step,
+//! like [`crate::logproto`] and the ring's [`crate::ring::RingDesc`]).
+//!
+//! Lines and block payloads are `bytes` fields decoded into [`Bytes`]: a decoded message views
+//! the receive buffer, so neither an ingester taking a push nor a querier taking blocks copies
+//! line bytes. Field numbers are the wire contract between versions of Norn during a rolling
+//! upgrade: add fields, never renumber.
+
+use bytes::Bytes;
+
+/// A push to one ingester: the streams of a distributor's push whose replica set includes it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PushRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(message, repeated, tag = "2")]
+    pub streams: Vec<StreamMsg>,
+}
+
+/// Field number of [`PushRequest::streams`]: a distributor encodes each stream once and
+/// concatenates the encoded fields into each replica's request.
+pub const PUSH_STREAMS_TAG: u32 = 2;
+/// Field number of [`PushRequest::tenant`].
+pub const PUSH_TENANT_TAG: u32 = 1;
+
+/// One validated stream.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamMsg {
+    /// The sorted labels in their canonical text form (`{a="b", c="d"}`).
+    #[prost(string, tag = "1")]
+    pub labels: String,
+    #[prost(message, repeated, tag = "2")]
+    pub entries: Vec<EntryMsg>,
+}
+
+/// One entry.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EntryMsg {
+    /// Nanoseconds since the epoch.
+    #[prost(int64, tag = "1")]
+    pub ts: i64,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub line: Bytes,
+    #[prost(message, repeated, tag = "3")]
+    pub metadata: Vec<LabelPair>,
+}
+
+/// A structured metadata pair.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LabelPair {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// What an ingester dropped of a push (stream limits, per-stream rate limits, entries out of
+/// order or too far behind); everything else is durable in its WAL.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PushResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub discards: Vec<StreamDiscardMsg>,
+}
+
+/// Drops of one stream of the request, for one reason.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamDiscardMsg {
+    /// Position of the stream in the request.
+    #[prost(uint32, tag = "1")]
+    pub stream: u32,
+    /// Loki's reason name (`per_stream_rate_limit`, ...).
+    #[prost(string, tag = "2")]
+    pub reason: String,
+    #[prost(uint64, tag = "3")]
+    pub lines: u64,
+    #[prost(uint64, tag = "4")]
+    pub bytes: u64,
+    /// The message for the client; empty for none.
+    #[prost(string, tag = "5")]
+    pub message: String,
+}
+
+/// A label matcher of a stream selector.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MatcherMsg {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// 0 `=`, 1 `!=`, 2 `=~`, 3 `!~`.
+    #[prost(int32, tag = "2")]
+    pub op: i32,
+    #[prost(string, tag = "3")]
+    pub value: String,
+}
+
+/// Streams of a tenant matching a selector with data in `[from, through)`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SelectRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(message, repeated, tag = "2")]
+    pub matchers: Vec<MatcherMsg>,
+    #[prost(int64, tag = "3")]
+    pub from: i64,
+    #[prost(int64, tag = "4")]
+    pub through: i64,
+    /// Send block payloads; without, only their headers (for volume statistics).
+    #[prost(bool, tag = "5")]
+    pub with_data: bool,
+}
+
+/// One message of the [`SelectRequest`] response stream: some streams' blocks. A stream with
+/// many blocks may be split over several messages (same labels, more blocks).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SelectResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub streams: Vec<StreamBlocksMsg>,
+}
+
+/// Blocks of one in-memory stream.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamBlocksMsg {
+    /// Canonical label text.
+    #[prost(string, tag = "1")]
+    pub labels: String,
+    #[prost(fixed64, tag = "2")]
+    pub fingerprint: u64,
+    #[prost(message, repeated, tag = "3")]
+    pub blocks: Vec<BlockMsg>,
+}
+
+/// One block: its header, codec and (with `with_data`) payload.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BlockMsg {
+    #[prost(uint32, tag = "1")]
+    pub count: u32,
+    #[prost(int64, tag = "2")]
+    pub min_ts: i64,
+    #[prost(int64, tag = "3")]
+    pub max_ts: i64,
+    #[prost(uint32, tag = "4")]
+    pub uncompressed_len: u32,
+    #[prost(uint32, tag = "5")]
+    pub compressed_len: u32,
+    #[prost(fixed32, tag = "6")]
+    pub crc32c: u32,
+    /// The chunk codec id (see `chunk/mod.rs`).
+    #[prost(uint32, tag = "7")]
+    pub codec: u32,
+    #[prost(bytes = "bytes", tag = "8")]
+    pub data: Bytes,
+}
+
+/// Label sets of a tenant's streams matching a selector with data in `[from, through)`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SeriesRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(message, repeated, tag = "2")]
+    pub matchers: Vec<MatcherMsg>,
+    #[prost(int64, tag = "3")]
+    pub from: i64,
+    #[prost(int64, tag = "4")]
+    pub through: i64,
+}
+
+/// The answer to a [`SeriesRequest`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SeriesResponse {
+    /// Canonical label texts.
+    #[prost(string, repeated, tag = "1")]
+    pub series: Vec<String>,
+}

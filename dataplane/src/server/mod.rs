@@ -1,0 +1,464 @@
+//! Starting the roles a process runs and serving Loki's HTTP API and the ops endpoints.
+
+mod lifecycle;
+mod rings;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::future::IntoFuture;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Role};
+use crate::distributor::replicate::Replicator;
+use crate::distributor::{Distributor, PushBody, PushError, PushTarget};
+use crate::error::HasKind;
+use crate::ingester::lifecycle::Member;
+use crate::ingester::{Ingester, RingShare};
+use crate::limits::TenantLimits;
+use crate::metrics::{Metrics, RouteLabels};
+use crate::querier::{IngesterData, Querier, RingIngesters};
+use crate::ring::model::SystemClock;
+use crate::ring::{self, InstanceState, Lifecycler};
+use crate::rpc::IngesterService;
+use crate::storage::{self, Index};
+use crate::validation::validate_tenant_id;
+use rings::Rings;
+
+/// The tenant every request belongs to when auth is disabled.
+pub const DEFAULT_TENANT: &str = "fake";
+
+/// Sockets the process serves on, bound by the caller (tests bind `127.0.0.1:0`).
+#[derive(Debug)]
+pub struct Listeners {
+    pub http: TcpListener,
+    /// The ingester's gRPC server; bound only when the configuration needs one
+    /// ([`Listeners::needs_grpc`]).
+    pub grpc: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of the configuration.
+    pub async fn bind(cfg: &Config) -> std::io::Result<Self> {
+        let http = TcpListener::bind(cfg.http.addr).await?;
+        let grpc = if Self::needs_grpc(cfg) { Some(TcpListener::bind(cfg.grpc.addr).await?) } else { None };
+        Ok(Self { http, grpc })
+    }
+
+    /// An ingester in a shared ring serves gRPC; nothing else does.
+    pub fn needs_grpc(cfg: &Config) -> bool {
+        cfg.target.has(Role::Ingester) && cfg.distributed()
+    }
+}
+
+/// Why the process could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("object store: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("ingester: {0}")]
+    Ingester(#[from] crate::ingester::IngesterError),
+    #[error("ring: {0}")]
+    Ring(#[from] crate::ring::RingError),
+    #[error("ring store: {0}")]
+    Kv(#[from] crate::ring::KvError),
+    #[error("leaving the ring: {0}")]
+    Leave(#[from] crate::ingester::lifecycle::LeaveError),
+    #[error("http server: {0}")]
+    Http(#[from] std::io::Error),
+    #[error("grpc server: {0}")]
+    Grpc(String),
+}
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub(crate) struct App {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) distributor: Option<Arc<Distributor>>,
+    pub(crate) ingester: Option<Arc<Ingester>>,
+    /// The ingester's ring membership (lifecycle endpoints, readiness).
+    pub(crate) member: Option<Arc<Member>>,
+    /// The distributor's ring membership (readiness).
+    pub(crate) distributor_lifecycler: Option<Arc<Lifecycler>>,
+    pub(crate) querier: Option<Querier>,
+    /// Cancelled to stop the process (`/ingester/shutdown` with `terminate=true`).
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Runs the configured roles until `shutdown` fires, then drains HTTP requests and stops the
+/// ingester (leaving the ring, flushing or checkpointing: see [`Member::stop`]).
+pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let cfg = Arc::new(cfg);
+    let metrics = Arc::new(Metrics::new());
+    let limits = Arc::new(TenantLimits::new(cfg.limits.clone(), &cfg.overrides).map_err(ServeError::Config)?);
+    let grpc_addr = match &listeners.grpc {
+        Some(l) => l.local_addr()?,
+        None => cfg.grpc.addr,
+    };
+    // Background work that lives as long as the process: ring watches, heartbeats.
+    let background = CancellationToken::new();
+    let http_addr: SocketAddr = listeners.http.local_addr()?;
+    let mut rings = Rings::start(&cfg, background.clone()).await?;
+    let store = storage::from_config(&cfg.storage, &cfg.data.dir).await?;
+    let index = Arc::new(Index::with_config(store.clone(), &cfg.storage.index));
+    let pool = crate::rpc::IngesterPool::new(cfg.ingester_client.clone());
+
+    let member = if cfg.target.has(Role::Ingester) {
+        Some(start_ingester(&cfg, &rings, grpc_addr, &limits, &metrics, &store, &index, &background, &shutdown).await?)
+    } else {
+        None
+    };
+    let ingester = member.as_ref().map(|m| m.ingester().clone());
+    // With the in-memory ring the only ingester is this process's: call it directly. With a
+    // shared ring every push and read goes through the ring, to whichever ingesters it names.
+    let local = ingester.clone().filter(|_| !cfg.distributed());
+
+    let (distributor, distributor_lifecycler) = if cfg.target.has(Role::Distributor) {
+        let (lifecycler, count) = rings.join_distributors(&cfg, http_addr, &shutdown).await?;
+        let target: Arc<dyn PushTarget> = match &local {
+            Some(ing) => ing.clone(),
+            None => Arc::new(Replicator::new(rings.ingesters.clone(), pool.clone())),
+        };
+        let d = Distributor::new(
+            limits.clone(),
+            count,
+            target,
+            metrics.clone(),
+            cfg.distributor.max_recv_msg_size.as_usize(),
+        );
+        (Some(Arc::new(d)), Some(lifecycler))
+    } else {
+        (None, None)
+    };
+    let querier = cfg.target.has(Role::Querier).then(|| {
+        let recent: Arc<dyn IngesterData> = match &local {
+            Some(ing) => ing.clone(),
+            None => Arc::new(RingIngesters::new(rings.ingesters.clone(), pool.clone())),
+        };
+        Querier::new(cfg.querier.clone(), Some(recent), store.clone(), index.clone(), limits.clone())
+    });
+    let flush_loop = CancellationToken::new();
+    let bg_task = ingester.clone().map(|ing| tokio::spawn(ing.run_background(flush_loop.clone())));
+
+    // The gRPC server outlives the HTTP server: a leaving ingester serves reads until it left.
+    let grpc_stop = CancellationToken::new();
+    let grpc_server = match (listeners.grpc, &ingester) {
+        (Some(listener), Some(ing)) => Some(serve_grpc(&cfg, listener, ing.clone(), grpc_stop.clone())?),
+        _ => None,
+    };
+    let app = App {
+        cfg: cfg.clone(),
+        metrics,
+        distributor,
+        ingester: ingester.clone(),
+        member: member.clone(),
+        distributor_lifecycler: distributor_lifecycler.clone(),
+        querier,
+        shutdown: shutdown.clone(),
+    };
+    let addr = http_addr;
+    tracing::info!(%addr, target = %cfg.target, "norn serving http");
+    let http_shutdown = shutdown.clone();
+    let routes = router(app).merge(rings.pages());
+    let server =
+        axum::serve(listeners.http, routes).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+    // Once shutdown starts, stop taking writes right away: in-flight requests drain while new
+    // pushes get 503, and distributors see LEAVING and stop sending.
+    let stopper = {
+        let (shutdown, member) = (shutdown.clone(), member.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            if let Some(m) = member
+                && let Err(err) = m.stop().await
+            {
+                tracing::error!(%err, "leaving the ring on shutdown failed");
+            }
+        })
+    };
+    // Drain in-flight requests, but not for longer than `http.shutdown_timeout` once shutdown
+    // has begun.
+    let drain = cfg.http.shutdown_timeout.get();
+    let served = {
+        let server = server.into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            r = &mut server => r,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+                tracing::warn!(timeout = ?drain, "in-flight requests did not finish in time; closing them");
+                Ok(())
+            }
+        }
+    };
+    let stopped = stopper.await;
+    flush_loop.cancel();
+    grpc_stop.cancel();
+    if let Some(t) = bg_task {
+        let _ = t.await;
+    }
+    if let Some(t) = grpc_server {
+        let _ = t.await;
+    }
+    if let Some(l) = distributor_lifecycler
+        && let Err(err) = l.leave(cfg.ring.leave_timeout.get()).await
+    {
+        tracing::warn!(%err, "distributor could not leave its ring");
+    }
+    if let Some(ing) = ingester {
+        let flush = cfg.ingester.flush_on_shutdown;
+        tracing::info!(flush, "stopping ingester");
+        ing.shutdown(flush).await?;
+    }
+    background.cancel();
+    if let Err(e) = stopped {
+        tracing::error!(err = %e, "shutdown task failed");
+    }
+    tracing::info!("norn stopped");
+    served.map_err(ServeError::Http)
+}
+
+/// Registers the ingester in the ring (JOINING), replays its WAL and goes ACTIVE.
+#[allow(clippy::too_many_arguments)]
+async fn start_ingester(
+    cfg: &Arc<Config>,
+    rings: &Rings,
+    grpc_addr: SocketAddr,
+    limits: &Arc<TenantLimits>,
+    metrics: &Arc<Metrics>,
+    store: &Arc<dyn storage::ObjectStore>,
+    index: &Arc<Index>,
+    background: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Result<Arc<Member>, ServeError> {
+    let mut lc_cfg = ring::config::ingester_lifecycler_config(cfg);
+    lc_cfg.addr = cfg.instance.advertised_addr(grpc_addr);
+    let lifecycler = Lifecycler::new(lc_cfg, rings.kv.clone(), Arc::new(SystemClock));
+    // Registering retries while the store is unreachable; a shutdown meanwhile ends it.
+    let stop_registering = {
+        let (l, s) = (lifecycler.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            s.cancelled().await;
+            l.stop();
+        })
+    };
+    let registered = lifecycler.register().await;
+    stop_registering.abort();
+    let source = registered?;
+    tracing::info!(id = %cfg.instance.id, tokens = ?source, "ingester joined the ring; replaying the wal");
+    let heartbeat = CancellationToken::new();
+    tokio::spawn(lifecycler.clone().run_heartbeat(heartbeat.clone()));
+    let share: Arc<dyn RingShare> =
+        if cfg.distributed() { rings.ingesters.clone() } else { Arc::new(crate::ingester::SingleProcess) };
+    let (c, dir, l, m) = (cfg.ingester.clone(), cfg.wal_dir(), limits.clone(), metrics.clone());
+    let (s, i) = (store.clone(), index.clone());
+    let opened = tokio::task::spawn_blocking(move || Ingester::open(c, dir, l, share, s, i, m))
+        .await
+        .map_err(|e| ServeError::Config(format!("ingester start task failed: {e}")))?;
+    let ing = match opened {
+        Ok(ing) => ing,
+        Err(e) => {
+            heartbeat.cancel();
+            lifecycler.stop();
+            return Err(e.into());
+        }
+    };
+    lifecycler.set_state(InstanceState::Active).await?;
+    // Heartbeats outlive the HTTP server: a leaving ingester keeps heartbeating while it
+    // flushes, until it leaves the ring or the process ends.
+    let bg = background.clone();
+    tokio::spawn(async move {
+        bg.cancelled().await;
+        heartbeat.cancel();
+    });
+    let marker = cfg.ring.tokens_file(&cfg.data.dir).with_file_name("shutdown_requested");
+    Ok(Member::new(ing, lifecycler, cfg.ring.leave_timeout.get(), marker))
+}
+
+/// Starts the ingester's gRPC server on `listener` until `shutdown`.
+fn serve_grpc(
+    cfg: &Config,
+    listener: TcpListener,
+    ingester: Arc<Ingester>,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let addr = listener.local_addr()?;
+    let service = IngesterService::new(ingester, cfg.grpc.max_recv_msg_size.as_usize());
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tonic::transport::Server::builder()
+        .initial_stream_window_size(crate::rpc::client::STREAM_WINDOW)
+        .initial_connection_window_size(crate::rpc::client::CONNECTION_WINDOW)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .add_service(service);
+    tracing::info!(%addr, "norn serving grpc");
+    Ok(tokio::spawn(async move {
+        // Reads keep being served while the ingester leaves; the server stops with the process.
+        if let Err(err) = server.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await {
+            tracing::error!(%err, "grpc server failed");
+        }
+    }))
+}
+
+fn router(app: App) -> Router {
+    let max_body = app.cfg.distributor.max_recv_msg_size.as_usize();
+    Router::new()
+        .route("/loki/api/v1/push", post(push))
+        .route("/api/prom/push", post(push))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/config", get(config))
+        .route("/flush", post(flush).get(flush))
+        .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .merge(crate::api::routes())
+        .merge(lifecycle::routes())
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
+}
+
+/// Records request latency by route and status.
+async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let labels = RouteLabels { route, status_code: resp.status().as_u16().to_string() };
+    app.metrics.request_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// A plain-text error response, the way Loki answers.
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut body = body.into();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// An error answer: status and plain-text message.
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        text(self.0, self.1)
+    }
+}
+
+/// The tenant of a request: `X-Scope-OrgID` when auth is enabled, `fake` otherwise.
+fn tenant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    if !app.cfg.auth.enabled {
+        return Ok(DEFAULT_TENANT.to_string());
+    }
+    let id = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+    if id.is_empty() {
+        return Err(ApiError(StatusCode::UNAUTHORIZED, "no org id".into()));
+    }
+    validate_tenant_id(id).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    Ok(id.to_string())
+}
+
+async fn push(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(d) = app.distributor.clone() else {
+        return text(StatusCode::NOT_FOUND, "this process does not run a distributor");
+    };
+    let tenant = match tenant(&app, &headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let req = PushBody {
+        body,
+        content_type: header(header::CONTENT_TYPE),
+        content_encoding: header(header::CONTENT_ENCODING),
+    };
+    match d.push(&tenant, req).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => push_error(&tenant, e),
+    }
+}
+
+fn push_error(tenant: &str, e: PushError) -> Response {
+    let status = e.kind().http_status();
+    if status.is_server_error() {
+        tracing::warn!(tenant, err = %e, "push failed");
+    } else {
+        tracing::debug!(tenant, err = %e, "push refused");
+    }
+    text(status, e.to_string())
+}
+
+/// Ready when the ingester is ACTIVE in the ring and taking writes, and the distributor is
+/// ACTIVE in its ring.
+async fn ready(State(app): State<App>) -> Response {
+    if let Some(m) = &app.member
+        && !m.is_ready()
+    {
+        let state = m.lifecycler().state().name();
+        return text(StatusCode::SERVICE_UNAVAILABLE, format!("Ingester not ready: this ingester is {state}"));
+    }
+    if let Some(l) = &app.distributor_lifecycler
+        && !l.is_ready()
+    {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "Distributor not ready: not ACTIVE in the distributor ring");
+    }
+    text(StatusCode::OK, "ready")
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.render())
+        .into_response()
+}
+
+async fn config(State(app): State<App>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], app.cfg.to_yaml()).into_response()
+}
+
+#[derive(Deserialize)]
+struct FlushParams {
+    /// Wait until every chunk is written instead of returning at once.
+    #[serde(default)]
+    wait: bool,
+}
+
+/// Closes and flushes every chunk in memory. Like Loki it answers 204 at once; with `?wait=true`
+/// it answers when the flush is done (or failed).
+async fn flush(State(app): State<App>, Query(p): Query<FlushParams>) -> Response {
+    let Some(ing) = app.ingester.clone() else {
+        return text(StatusCode::NOT_FOUND, "this process does not run an ingester");
+    };
+    if !p.wait {
+        tokio::spawn(async move {
+            if let Err(err) = ing.flush(true).await {
+                tracing::warn!(%err, "requested flush failed");
+            }
+        });
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    match ing.flush(true).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => text(e.kind().http_status(), e.to_string()),
+    }
+}
+
+async fn buildinfo() -> Response {
+    axum::Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+    .into_response()
+}

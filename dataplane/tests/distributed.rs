@@ -1,0 +1,430 @@
+//! Norn as separate processes: three ingesters at replication factor 3, a distributor and a
+//! querier, with the ring in a real etcd and chunks in a real S3 (moto). Every process is a
+//! `norn` binary on 127.0.0.1 with OS-assigned ports; faults are real (`kill -9`, an etcd
+//! restart). Processes and servers are killed when a test ends, passing or not (drop guards).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{NornProcess, now_ns, proto_body, urlencode};
+use futures::StreamExt;
+use norn::ring::testing::EtcdServer;
+use norn::storage::testing::MotoServer;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// S3 credentials for the norn processes (moto accepts any).
+const S3_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "norn-test-key"),
+    ("AWS_SECRET_ACCESS_KEY", "norn-test-secret"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+/// Streams per push.
+const STREAMS: usize = 10;
+/// Lines per push.
+const LINES_PER_PUSH: usize = 5_000;
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Polls `f` every 50ms until it returns `Some`, failing after `deadline`.
+async fn eventually<T, Fut>(what: &str, deadline: Duration, mut f: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// etcd, S3, three ingesters, a distributor and a querier.
+struct Cluster {
+    dir: tempfile::TempDir,
+    etcd: EtcdServer,
+    moto: MotoServer,
+    bucket: String,
+    heartbeat_timeout: &'static str,
+    ingesters: Vec<Option<NornProcess>>,
+    distributor: Option<NornProcess>,
+    querier: Option<NornProcess>,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    async fn start(bucket: &str, heartbeat_timeout: &'static str) -> Cluster {
+        let etcd = EtcdServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+        let moto = MotoServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+        moto.create_bucket(bucket).await.unwrap();
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            etcd,
+            moto,
+            bucket: bucket.to_string(),
+            heartbeat_timeout,
+            ingesters: Vec::new(),
+            distributor: None,
+            querier: None,
+            http: reqwest::Client::new(),
+        };
+        for i in 0..3 {
+            let p = c.start_ingester(i);
+            c.ingesters.push(Some(p));
+        }
+        c.distributor = Some(c.start_role("distributor", "distributor-0"));
+        c.querier = Some(c.start_role("querier", "querier-0"));
+        c.wait_ring("3 ACTIVE ingesters", |shards| shards.len() == 3 && shards.iter().all(|s| s["state"] == "ACTIVE"))
+            .await;
+        c
+    }
+
+    /// Flags every process shares: the ring in etcd, chunks in S3, RF 3, limits out of the way.
+    fn shared_args(&self, name: &str) -> Vec<String> {
+        let data: PathBuf = self.dir.path().join(name);
+        vec![
+            format!("--data.dir={}", data.display()),
+            "--ring.store=etcd".into(),
+            format!("--ring.etcd.endpoints={}", self.etcd.endpoint()),
+            "--ring.etcd.dial-timeout=2s".into(),
+            "--ring.etcd.request-timeout=2s".into(),
+            "--ring.prefix=norn-test/".into(),
+            "--ring.heartbeat-period=1s".into(),
+            format!("--ring.heartbeat-timeout={}", self.heartbeat_timeout),
+            "--replication-factor=3".into(),
+            "--storage.backend=s3".into(),
+            format!("--storage.s3.endpoint={}", self.moto.endpoint()),
+            format!("--storage.s3.bucket={}", self.bucket),
+            "--storage.s3.region=us-east-1".into(),
+            "--ingester.wal.sync=interval".into(),
+            "--limits.ingestion-rate-mb=10000".into(),
+            "--limits.ingestion-burst-size-mb=10000".into(),
+            "--limits.per-stream-rate-limit=1GB".into(),
+            "--limits.per-stream-rate-limit-burst=1GB".into(),
+        ]
+    }
+
+    fn start_process(&self, name: &str, extra: &[String]) -> NornProcess {
+        let mut args = self.shared_args(name);
+        args.extend(extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        NornProcess::start_with_env(self.dir.path(), &args, S3_ENV)
+    }
+
+    fn start_ingester(&self, i: usize) -> NornProcess {
+        let id = format!("ingester-{i}");
+        let extra = ["--target=ingester".to_string(), format!("--instance.id={id}"), "--grpc.addr=127.0.0.1:0".into()];
+        self.start_process(&id, &extra)
+    }
+
+    fn start_role(&self, role: &str, id: &str) -> NornProcess {
+        self.start_process(id, &[format!("--target={role}"), format!("--instance.id={id}")])
+    }
+
+    fn distributor(&self) -> &NornProcess {
+        self.distributor.as_ref().expect("distributor running")
+    }
+
+    fn querier(&self) -> &NornProcess {
+        self.querier.as_ref().expect("querier running")
+    }
+
+    fn ingester(&self, i: usize) -> &NornProcess {
+        self.ingesters[i].as_ref().expect("ingester running")
+    }
+
+    /// The ingester ring as the distributor sees it, with tokens.
+    async fn ring(&self) -> Value {
+        let url = self.distributor().url("/ring?format=json&tokens=true");
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn wait_ring(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Value {
+        eventually(what, DEADLINE, || async {
+            let ring = self.ring().await;
+            let shards = ring["shards"].as_array().cloned().unwrap_or_default();
+            pred(&shards).then_some(ring)
+        })
+        .await
+    }
+
+    async fn push(&self, body: Bytes) -> (StatusCode, String) {
+        let r = self.http.post(self.distributor().url("/loki/api/v1/push")).body(body).send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    /// Entries per stream of `run`, counted by the querier.
+    async fn counts(&self, run: &str) -> Result<BTreeMap<String, u64>, (StatusCode, String)> {
+        let query = format!(r#"sum by (stream) (count_over_time({{job="dist", run="{run}"}}[1h]))"#);
+        let r = self
+            .http
+            .get(self.querier().url(&format!("/loki/api/v1/query?query={}&time={}", urlencode(&query), now_ns())))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        if !status.is_success() {
+            return Err((status, r.text().await.unwrap()));
+        }
+        let v: Value = r.json().await.unwrap();
+        let mut out = BTreeMap::new();
+        for s in v["data"]["result"].as_array().unwrap() {
+            let n: u64 = s["value"][1].as_str().unwrap().parse().unwrap();
+            out.insert(s["metric"]["stream"].as_str().unwrap().to_string(), n);
+        }
+        Ok(out)
+    }
+}
+
+/// Pushes of unique lines for `run`, and what they hold per stream.
+struct Load {
+    run: String,
+    base: i64,
+    pushed: usize,
+    expected: BTreeMap<String, u64>,
+}
+
+impl Load {
+    fn new(run: &str) -> Load {
+        // Half an hour back leaves room for every timestamp inside the query's hour.
+        Load { run: run.into(), base: now_ns() - 30 * 60 * 1_000_000_000, pushed: 0, expected: BTreeMap::new() }
+    }
+
+    /// The next push body: [`LINES_PER_PUSH`] unique lines over [`STREAMS`] streams.
+    fn next(&mut self) -> Bytes {
+        let n = self.pushed;
+        self.pushed += 1;
+        let per = LINES_PER_PUSH / STREAMS;
+        let streams: Vec<(String, Vec<(i64, String)>)> = (0..STREAMS)
+            .map(|k| {
+                let entries = (0..per)
+                    .map(|i| {
+                        let seq = (n * per + i) as i64;
+                        (
+                            self.base + seq * 1000 + k as i64,
+                            format!("run={} push={n} stream={k} i={i} level=info msg=\"request served\"", self.run),
+                        )
+                    })
+                    .collect();
+                (format!(r#"{{job="dist", run="{}", stream="s{k}"}}"#, self.run), entries)
+            })
+            .collect();
+        for k in 0..STREAMS {
+            *self.expected.entry(format!("s{k}")).or_default() += per as u64;
+        }
+        let refs: Vec<(&str, Vec<(i64, String)>)> = streams.iter().map(|(l, e)| (l.as_str(), e.clone())).collect();
+        proto_body(&refs)
+    }
+
+    fn total(&self) -> u64 {
+        self.expected.values().sum()
+    }
+}
+
+/// Pushes `n` bodies of `load`, four at a time; every one must be answered 204.
+async fn push_all(c: &Cluster, load: &mut Load, n: usize) {
+    let bodies: Vec<Bytes> = (0..n).map(|_| load.next()).collect();
+    let results: Vec<(StatusCode, String)> =
+        futures::stream::iter(bodies).map(|b| c.push(b)).buffer_unordered(4).collect().await;
+    for (status, body) in results {
+        assert_eq!(status, StatusCode::NO_CONTENT, "push refused: {body}");
+    }
+}
+
+/// Lines of `run` stored in the bucket, read through the index like a querier.
+async fn lines_in_s3(c: &Cluster, run: &str) -> Vec<String> {
+    use norn::storage::{Index, ObjectStore, S3Store};
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(S3Store::with_credentials(&c.moto.s3_config(&c.bucket), MotoServer::credentials()).await.unwrap());
+    let index = Index::new(store.clone(), Duration::from_secs(24 * 3600));
+    let refs = index.chunks("fake", i64::MIN / 2, i64::MAX / 2).await.unwrap();
+    let mut out = Vec::new();
+    for r in refs.iter().filter(|r| r.labels.get("run") == Some(run)) {
+        let chunk = norn::chunk::Chunk::decode(store.get(&r.key).await.unwrap()).unwrap();
+        for e in chunk.iter(i64::MIN, i64::MAX, norn::entry::Direction::Forward) {
+            out.push(String::from_utf8_lossy(&e.line).into_owned());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn tokens_of(ring: &Value, id: &str) -> Vec<u64> {
+    let shard = ring["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {ring}"));
+    shard["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_one_ingester_loses_and_duplicates_nothing() {
+    let mut c = Cluster::start("norn-kill9", "30s").await;
+    let tokens_before = tokens_of(&c.ring().await, "ingester-2");
+    assert_eq!(tokens_before.len(), 128);
+    let mut load = Load::new("kill9");
+    push_all(&c, &mut load, 20).await;
+    c.ingesters[2].take().unwrap().kill9();
+    // The ring still says ingester-2 is healthy: every push tries it, fails on it, and is
+    // acknowledged by the quorum of the two others.
+    push_all(&c, &mut load, 20).await;
+    assert_eq!(load.total(), 200_000);
+    let counts = c.counts("kill9").await.unwrap();
+    assert_eq!(counts, load.expected, "querier with one ingester down");
+
+    // Restarted on the same directory: WAL replayed, ACTIVE again, same tokens.
+    let p = c.start_ingester(2);
+    let log = p.log_text();
+    let replayed = log.lines().find(|l| l.contains("wal replayed")).unwrap_or_else(|| panic!("no replay in:\n{log}"));
+    assert!(!replayed.contains("entries=0 "), "{replayed}");
+    c.ingesters[2] = Some(p);
+    let ring = c
+        .wait_ring("ingester-2 ACTIVE again", |shards| {
+            shards.iter().any(|s| s["id"] == "ingester-2" && s["state"] == "ACTIVE" && s["healthy"] == true)
+        })
+        .await;
+    assert_eq!(tokens_of(&ring, "ingester-2"), tokens_before);
+    let counts = c.counts("kill9").await.unwrap();
+    assert_eq!(counts, load.expected, "querier after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_flush_moves_chunks_to_s3_and_leaves_the_ring() {
+    let mut c = Cluster::start("norn-shutdown", "30s").await;
+    let mut load = Load::new("shutdown");
+    push_all(&c, &mut load, 6).await;
+    let total = load.total();
+
+    let r = c.http.post(c.ingester(0).url("/ingester/prepare_shutdown")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = c.http.get(c.ingester(0).url("/ingester/prepare_shutdown")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap().trim(), "set");
+    let r = c.http.delete(c.ingester(0).url("/ingester/prepare_shutdown")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    let r = c.http.post(c.ingester(0).url("/ingester/shutdown?flush=true")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+    let mut p = c.ingesters[0].take().unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = common::wait_until("ingester-0 to exit", DEADLINE, || p.child.try_wait().ok().flatten());
+        (s, p)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(status.success(), "exit status {status}");
+    // Everything it held is in the bucket: RF 3 over 3 ingesters put every line on it.
+    let in_s3 = lines_in_s3(&c, "shutdown").await;
+    assert_eq!(in_s3.len() as u64, total, "lines flushed to S3");
+    c.wait_ring("ingester-0 gone from the ring", |shards| {
+        shards.len() == 2 && shards.iter().all(|s| s["id"] != "ingester-0")
+    })
+    .await;
+    assert_eq!(c.counts("shutdown").await.unwrap(), load.expected, "after ingester-0 left");
+
+    // Writes go on with the two left (both must acknowledge), and stay queryable once every
+    // ingester has flushed and left: then the bucket alone answers.
+    push_all(&c, &mut load, 2).await;
+    for i in 1..3 {
+        let r = c.http.post(c.ingester(i).url("/ingester/shutdown?flush=true")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    c.wait_ring("an empty ring", |shards| shards.is_empty()).await;
+    assert_eq!(c.counts("shutdown").await.unwrap(), load.expected, "from S3 alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_two_of_three_ingesters_fails_pushes_without_duplicates() {
+    let mut c = Cluster::start("norn-quorum", "6s").await;
+    let mut load = Load::new("quorum");
+    push_all(&c, &mut load, 2).await;
+    c.ingesters[1].take().unwrap().kill9();
+    c.ingesters[2].take().unwrap().kill9();
+
+    // Still healthy in the ring: sent to all three, acknowledged by one.
+    let failed = load.next();
+    let (status, body) = c.push(failed.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("at least 2 live replicas required, could only find 1"), "{body}");
+    // A read cannot be complete either: a clear error, not partial data.
+    let (status, body) = c.counts("quorum").await.unwrap_err();
+    assert!(status.is_server_error(), "{status} {body}");
+    assert!(body.contains("ingesters failed"), "{body}");
+    // Once their heartbeats are stale the ring itself says so, before anything is sent.
+    c.wait_ring("two UNHEALTHY ingesters", |shards| shards.iter().filter(|s| s["healthy"] == false).count() == 2).await;
+    let (status, body) = c.push(failed.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("at least 2 live replicas required, could only find 1"), "{body}");
+
+    // Back up: the client's retry of the failed push is stored, and the copy that ingester-0
+    // stored during the outage is not served twice.
+    for i in 1..3 {
+        let p = c.start_ingester(i);
+        c.ingesters[i] = Some(p);
+    }
+    c.wait_ring("3 healthy ACTIVE ingesters", |shards| {
+        shards.len() == 3 && shards.iter().all(|s| s["state"] == "ACTIVE" && s["healthy"] == true)
+    })
+    .await;
+    let (status, body) = c.push(failed).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(c.counts("quorum").await.unwrap(), load.expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_continue_while_etcd_restarts() {
+    let mut c = Cluster::start("norn-etcd", "30s").await;
+    let before = c.ring().await;
+    // A pusher keeps pushing, one push after the other, until told to stop.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pusher = {
+        let (http, url, acked, stop) =
+            (c.http.clone(), c.distributor().url("/loki/api/v1/push"), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut load = Load::new("etcd");
+            while !stop.is_cancelled() {
+                let r = http.post(&url).body(load.next()).send().await.unwrap();
+                let status = r.status();
+                assert_eq!(status, StatusCode::NO_CONTENT, "push refused: {}", r.text().await.unwrap());
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            load
+        })
+    };
+    let at_least = |n: usize| {
+        let acked = acked.clone();
+        async move { (acked.load(Ordering::SeqCst) >= n).then_some(()) }
+    };
+    eventually("pushes before the outage", DEADLINE, || at_least(2)).await;
+    c.etcd.kill();
+    let at_kill = acked.load(Ordering::SeqCst);
+    eventually("pushes acknowledged while etcd is down", DEADLINE, || at_least(at_kill + 5)).await;
+    // The distributor routes with its last view of the ring.
+    let ring: Value = c.ring().await;
+    assert_eq!(ring["shards"].as_array().unwrap().len(), 3, "{ring}");
+    assert!(ring["shards"].as_array().unwrap().iter().all(|s| s["state"] == "ACTIVE"), "{ring}");
+    c.etcd.restart().await.unwrap_or_else(|e| panic!("{e}"));
+    // Heartbeats reach etcd again and the watch delivers them: the ring version moves on.
+    let old_version = before["version"].as_u64().unwrap();
+    eventually("ring changes after etcd came back", DEADLINE, || async {
+        let ring = c.ring().await;
+        (ring["version"].as_u64().unwrap() > old_version + 3 && ring["connected"] == true).then_some(())
+    })
+    .await;
+    let now = acked.load(Ordering::SeqCst);
+    eventually("pushes after the outage", DEADLINE, || at_least(now + 3)).await;
+    stop.cancel();
+    let load = pusher.await.expect("every push acknowledged");
+    assert_eq!(c.counts("etcd").await.unwrap(), load.expected);
+}

@@ -1,0 +1,72 @@
+//! The Norn configuration file every pod of a cluster reads (`/etc/norn/norn.yaml`).
+//!
+//! The operator renders only the keys it decides; everything else keeps Norn's defaults, so a
+//! Norn image newer or older than the operator reads the file the same way. Settings that differ
+//! per pod (instance ID, address, zone) and the ring settings are command-line flags (see
+//! [`super::statefulset`]). [`validate`](crate::validate) runs the rendered text through Norn's
+//! own parser, so the operator never writes a file Norn would reject.
+
+use serde_json::{Map, Value, json};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::crd::LogClusterSpec;
+
+/// Key of the configuration file in the ConfigMap.
+pub const CONFIG_FILE: &str = "norn.yaml";
+/// Where the ConfigMap is mounted in every Norn container.
+pub const CONFIG_DIR: &str = "/etc/norn";
+/// Norn's data directory in every container: the ingesters' volume, an emptyDir elsewhere.
+pub const DATA_DIR: &str = "/var/lib/norn";
+/// Port of Norn's HTTP API.
+pub const HTTP_PORT: i32 = 3100;
+/// Port of Norn's gRPC server.
+pub const GRPC_PORT: i32 = 9095;
+
+/// The configuration tree for `spec`, before it is written as YAML.
+///
+/// - `ingester.flush_on_shutdown: true`: an ingester stopped by Kubernetes (scale-down, node
+///   drain, cluster deletion) flushes its chunks to the object store instead of leaving them in a
+///   WAL that nobody may replay. `terminationGracePeriodSeconds` leaves it the time to.
+/// - Limits are Norn's `limits` and `overrides` blocks as given in `spec.limits`.
+pub fn tree(spec: &LogClusterSpec) -> Value {
+    let s3 = &spec.object_storage.s3;
+    let mut s3_tree = Map::new();
+    s3_tree.insert("bucket".into(), json!(s3.bucket));
+    if let Some(endpoint) = &s3.endpoint {
+        s3_tree.insert("endpoint".into(), json!(endpoint));
+    }
+    s3_tree.insert("region".into(), json!(s3.region));
+
+    let mut root = Map::new();
+    root.insert("auth".into(), json!({ "enabled": spec.auth_enabled }));
+    root.insert("data".into(), json!({ "dir": DATA_DIR }));
+    root.insert("grpc".into(), json!({ "addr": format!("0.0.0.0:{GRPC_PORT}") }));
+    root.insert("http".into(), json!({ "addr": format!("0.0.0.0:{HTTP_PORT}") }));
+    root.insert("ingester".into(), json!({ "flush_on_shutdown": true }));
+    root.insert("storage".into(), json!({ "backend": "s3", "s3": Value::Object(s3_tree) }));
+    if !spec.limits.global.is_empty() {
+        let global: Map<String, Value> = spec.limits.global.clone().into_iter().collect();
+        root.insert("limits".into(), Value::Object(global));
+    }
+    if !spec.limits.tenants.is_empty() {
+        let overrides: Map<String, Value> = spec
+            .limits
+            .tenants
+            .iter()
+            .map(|(tenant, limits)| (tenant.clone(), Value::Object(limits.clone().into_iter().collect())))
+            .collect();
+        root.insert("overrides".into(), Value::Object(overrides));
+    }
+    Value::Object(root)
+}
+
+/// The configuration file for `spec` as YAML.
+pub fn render(spec: &LogClusterSpec) -> Result<String, serde_norway::Error> {
+    let body = serde_norway::to_string(&tree(spec))?;
+    Ok(format!("# Rendered by norn-operator from the LogCluster spec; edits are overwritten.\n{body}"))
+}
+
+/// The hash put on pod templates: 16 hex digits of XXH3 over the file, stable across releases.
+pub fn hash(rendered: &str) -> String {
+    format!("{:016x}", xxh3_64(rendered.as_bytes()))
+}

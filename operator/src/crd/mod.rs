@@ -1,0 +1,422 @@
+//! The `LogCluster` custom resource (`norn.dev/v1alpha1`): the Rust types are the source of
+//! truth, `crdgen` prints the CustomResourceDefinition generated from them into `crds/`.
+//!
+//! What the API server can check is in the schema: ranges and patterns through schemars
+//! attributes, cross-field rules as CEL `x-kubernetes-validations` (replication factor at most the
+//! ingester replicas, exactly one ring store, ...). Everything else is checked by
+//! [`crate::validate`] and reported as a `Degraded` condition.
+
+mod schema;
+mod status;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+pub use status::{
+    ComponentStatus, ComponentsStatus, ConditionReason, ConditionType, LogClusterStatus, RingMemberStatus,
+    RolloutPhase, RolloutStatus,
+};
+
+/// API group of Norn's resources.
+pub const GROUP: &str = "norn.dev";
+/// API version of [`LogCluster`].
+pub const VERSION: &str = "v1alpha1";
+
+/// A Norn cluster: distributors, ingesters, queriers and query frontends sharing one ring and one
+/// object store.
+// The printer columns repeat `type_ = ...` with different values, which clippy's
+// duplicated_attributes mistakes for repeated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "norn.dev",
+    version = "v1alpha1",
+    kind = "LogCluster",
+    namespaced,
+    shortname = "lc",
+    category = "norn",
+    status = "LogClusterStatus",
+    derive = "PartialEq",
+    cel,
+    doc = "A Norn log cluster: distributors, ingesters, queriers and query frontends sharing one ring and one object store.",
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(
+        name = "Ingesters",
+        type_ = "integer",
+        description = "ingester replicas that are ready",
+        json_path = ".status.components.ingester.readyReplicas"
+    ),
+    printcolumn(
+        name = "RF",
+        type_ = "integer",
+        description = "replication factor",
+        json_path = ".spec.replicationFactor"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = Rule::new("self.replicationFactor <= self.ingester.replicas")
+        .message("replicationFactor must not exceed ingester.replicas"),
+    validation = Rule::new("!has(self.zones) || self.replicationFactor <= size(self.zones.names)")
+        .message("with zones, replicationFactor must not exceed the number of zones"),
+    validation = Rule::new("!has(self.zones) || self.ingester.replicas % size(self.zones.names) == 0")
+        .message("with zones, ingester.replicas must be a multiple of the number of zones"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LogClusterSpec {
+    /// Container image of Norn (the `norn` binary), e.g. `ghcr.io/norn-logs/norn:v0.1.0`. Every
+    /// component runs this image with a different `--target`.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Pull policy of the Norn image: `Always`, `IfNotPresent` or `Never`; the Kubernetes default
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(Always|IfNotPresent|Never)$"))]
+    pub image_pull_policy: Option<String>,
+    /// Require `X-Scope-OrgID` on every request (multi-tenancy); when false everything belongs to
+    /// tenant `fake`, as in Loki.
+    #[serde(default)]
+    pub auth_enabled: bool,
+    /// Distributors: receive pushes and forward each stream to its ingesters.
+    #[serde(default)]
+    pub distributor: ComponentSpec,
+    /// Ingesters: hold recent data in memory and a write-ahead log, flush chunks to the object
+    /// store.
+    #[serde(default)]
+    pub ingester: IngesterSpec,
+    /// Queriers: answer LogQL queries from ingesters and the object store.
+    #[serde(default)]
+    pub querier: ComponentSpec,
+    /// Query frontends: split, queue and cache queries in front of the queriers.
+    #[serde(default)]
+    pub query_frontend: ComponentSpec,
+    /// How many ingesters hold each stream; a write succeeds when a quorum (`floor(RF/2)+1`)
+    /// acknowledged it.
+    #[serde(default = "default_replication_factor")]
+    #[schemars(range(min = 1, max = 9))]
+    pub replication_factor: i32,
+    /// Zone-aware replication: one ingester StatefulSet per zone, replicas of a stream in
+    /// distinct zones. Unset: no zone awareness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones: Option<ZonesSpec>,
+    /// Where the hash ring lives.
+    pub ring: RingSpec,
+    /// Where chunks and the index are stored.
+    pub object_storage: ObjectStorageSpec,
+    /// Per-tenant limits: defaults for every tenant and overrides per tenant.
+    #[serde(default, skip_serializing_if = "LimitsSpec::is_empty")]
+    pub limits: LimitsSpec,
+    /// How long logs are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+}
+
+fn default_replication_factor() -> i32 {
+    3
+}
+
+fn default_stateless_replicas() -> i32 {
+    2
+}
+
+fn default_ingester_replicas() -> i32 {
+    3
+}
+
+/// Placement and size of a stateless component (distributor, querier, query frontend).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpec {
+    /// Number of pods; 0 stops the component.
+    #[serde(default = "default_stateless_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of the Norn container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+impl Default for ComponentSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_stateless_replicas(),
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+        }
+    }
+}
+
+/// Placement, size and storage of the ingesters.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngesterSpec {
+    /// Number of ingesters in the whole cluster (across zones); at least the replication factor.
+    #[serde(default = "default_ingester_replicas")]
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of the Norn container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// The volume of each ingester, holding its write-ahead log. Fixed once created: a
+    /// StatefulSet's volume claim templates cannot change (resize the claims themselves).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("ingester.storage cannot change after creation"))]
+    pub storage: VolumeSpec,
+}
+
+impl Default for IngesterSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_ingester_replicas(),
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            storage: VolumeSpec::default(),
+        }
+    }
+}
+
+/// A PersistentVolumeClaim per pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    /// Requested capacity, a Kubernetes quantity (`10Gi`).
+    #[serde(default = "default_volume_size")]
+    pub size: Quantity,
+    /// StorageClass of the claim; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+fn default_volume_size() -> Quantity {
+    Quantity("10Gi".into())
+}
+
+impl Default for VolumeSpec {
+    fn default() -> Self {
+        Self { size: default_volume_size(), storage_class_name: None }
+    }
+}
+
+/// Zone-aware replication.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ZonesSpec {
+    /// Node label whose value is a node's zone; ingesters of zone `z` are scheduled on nodes
+    /// where this label is `z`.
+    #[serde(default = "default_topology_key")]
+    #[schemars(length(min = 1))]
+    pub topology_key: String,
+    /// The zones, as values of `topologyKey`. Each gets its own ingester StatefulSet named
+    /// `<cluster>-ingester-<zone>`, so a zone name is a lowercase DNS label.
+    #[schemars(schema_with = "schema::zone_names")]
+    pub names: Vec<String>,
+}
+
+fn default_topology_key() -> String {
+    "topology.kubernetes.io/zone".into()
+}
+
+/// The hash ring's key-value store.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RingSpec {
+    /// Key prefix of this cluster's ring in etcd, ending in `/`; default
+    /// `norn/<namespace>/<name>/`, so several clusters can share one etcd. Deleting the cluster
+    /// deletes every key under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\s]+/$"))]
+    pub prefix: Option<String>,
+    /// The etcd holding the ring.
+    pub etcd: EtcdSpec,
+}
+
+/// An etcd: either an existing one (`endpoints`) or one the operator runs (`managed`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.endpoints) && size(self.endpoints) > 0) != has(self.managed)")
+        .message("set exactly one of ring.etcd.endpoints and ring.etcd.managed"),
+)]
+pub struct EtcdSpec {
+    /// Client URLs of an existing etcd (`http://etcd.infra.svc:2379`); plain HTTP only for now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::etcd_endpoints")]
+    pub endpoints: Vec<String>,
+    /// An etcd run by the operator next to the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedEtcdSpec>,
+}
+
+/// An etcd StatefulSet run by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedEtcdSpec {
+    /// Members of the etcd cluster: 1, 3, 5 or 7. Fixed once created (etcd membership is not
+    /// changed by the operator).
+    #[serde(default = "default_etcd_replicas")]
+    #[schemars(range(min = 1, max = 7))]
+    #[x_kube(
+        validation = Rule::new("self % 2 == 1").message("ring.etcd.managed.replicas must be odd"),
+        validation = Rule::new("self == oldSelf").message("ring.etcd.managed.replicas cannot change after creation"),
+    )]
+    pub replicas: i32,
+    /// Container image of etcd.
+    #[serde(default = "default_etcd_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// The volume of each member. Fixed once created, like `ingester.storage`.
+    #[serde(default = "default_etcd_volume")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("ring.etcd.managed.storage cannot change after creation"))]
+    pub storage: VolumeSpec,
+    /// CPU and memory requests and limits of the etcd container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_etcd_replicas() -> i32 {
+    3
+}
+
+/// The etcd image used when `ring.etcd.managed.image` is unset.
+pub const DEFAULT_ETCD_IMAGE: &str = "quay.io/coreos/etcd:v3.5.21";
+
+fn default_etcd_image() -> String {
+    DEFAULT_ETCD_IMAGE.into()
+}
+
+fn default_etcd_volume() -> VolumeSpec {
+    VolumeSpec { size: Quantity("1Gi".into()), storage_class_name: None }
+}
+
+impl Default for ManagedEtcdSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_etcd_replicas(),
+            image: default_etcd_image(),
+            storage: default_etcd_volume(),
+            resources: None,
+        }
+    }
+}
+
+/// The object store shared by every component.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStorageSpec {
+    /// An S3 bucket, on AWS or an S3-compatible service.
+    pub s3: S3Spec,
+}
+
+/// An S3 bucket.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    /// The bucket; it must exist.
+    #[schemars(length(min = 1, max = 255))]
+    pub bucket: String,
+    /// URL of an S3-compatible service (`http://minio.storage.svc:9000`); unset means AWS.
+    /// Buckets are addressed path-style when it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub endpoint: Option<String>,
+    /// Signing region.
+    #[serde(default = "default_region")]
+    #[schemars(length(min = 1))]
+    pub region: String,
+    /// A Secret in the cluster's namespace with the access key; unset means the pods' ambient
+    /// credentials (web identity, instance metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<S3SecretRef>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// The Secret holding S3 credentials.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3SecretRef {
+    /// Name of the Secret, in the namespace of the LogCluster.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key of the access key ID in the Secret.
+    #[serde(default = "default_access_key_id_key")]
+    pub access_key_id_key: String,
+    /// Key of the secret access key in the Secret.
+    #[serde(default = "default_secret_access_key_key")]
+    pub secret_access_key_key: String,
+}
+
+fn default_access_key_id_key() -> String {
+    "AWS_ACCESS_KEY_ID".into()
+}
+
+fn default_secret_access_key_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".into()
+}
+
+/// Per-tenant limits, with Loki's names (`ingestion_rate_mb`, `max_line_size`, ...; the full list
+/// is in docs/configuration.md). Checked by Norn's own configuration parser when reconciled.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Limits of every tenant (the `limits` block of Norn's configuration).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "schema::free_form_object")]
+    pub global: BTreeMap<String, serde_json::Value>,
+    /// Per-tenant partial limits merged over `global` (the `overrides` block), by tenant ID.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "schema::free_form_object_map")]
+    pub tenants: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+impl LimitsSpec {
+    /// True when neither global limits nor overrides are set.
+    pub fn is_empty(&self) -> bool {
+        self.global.is_empty() && self.tenants.is_empty()
+    }
+}
+
+/// How long logs are kept in the object store.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// Retention of every tenant, a duration (`744h`, `31d`); unset keeps logs forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w|y))+$"))]
+    pub period: Option<String>,
+    /// Retention per tenant ID, overriding `period`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "schema::duration_map")]
+    pub tenants: BTreeMap<String, String>,
+}
+
+/// The CRDs of Norn's resources as one YAML stream: what `crdgen` prints and `crds/` holds.
+pub fn crd_yaml() -> Result<String, serde_norway::Error> {
+    use kube::CustomResourceExt;
+    let crd = serde_norway::to_string(&LogCluster::crd())?;
+    Ok(format!("# Generated by crdgen from the Rust types in operator/src/crd; do not edit.\n---\n{crd}"))
+}
+
+#[cfg(test)]
+mod tests;
