@@ -118,7 +118,7 @@ impl Cluster {
         args.retain(|a| extra.iter().all(|e| flag(e) != flag(a)));
         args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        NornProcess::start_with_env(self.dir.path(), &args, S3_ENV)
+        common::start_norn_with_env(self.dir.path(), &args, S3_ENV)
     }
 
     fn start_ingester(&self, i: usize) -> NornProcess {
