@@ -23,6 +23,7 @@ pub mod ring;
 pub mod rpc;
 pub mod server;
 pub mod storage;
+pub mod testing;
 pub mod timeutil;
 pub mod validation;
 pub mod wal;

@@ -111,11 +111,14 @@ impl Cluster {
         ]
     }
 
+    /// Starts a process with the shared flags, `extra` replacing any of them it names again.
     fn start_process(&self, name: &str, extra: &[String]) -> NornProcess {
+        let flag = |a: &String| a.split('=').next().unwrap_or_default().to_string();
         let mut args = self.shared_args(name);
+        args.retain(|a| extra.iter().all(|e| flag(e) != flag(a)));
         args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        NornProcess::start_with_env(self.dir.path(), &args, S3_ENV)
+        common::start_norn_with_env(self.dir.path(), &args, S3_ENV)
     }
 
     fn start_ingester(&self, i: usize) -> NornProcess {
@@ -427,4 +430,39 @@ async fn writes_continue_while_etcd_restarts() {
     stop.cancel();
     let load = pusher.await.expect("every push acknowledged");
     assert_eq!(c.counts("etcd").await.unwrap(), load.expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributors_divide_the_global_rate_limit() {
+    let c = Cluster::start("norn-global-rate", "30s").await;
+    // A second distributor with a small burst, so its per-distributor rate shows in the 429.
+    let low = [
+        "--target=distributor".to_string(),
+        "--instance.id=distributor-1".into(),
+        "--limits.ingestion-rate-mb=1".into(),
+        "--limits.ingestion-burst-size-mb=0.001".into(),
+    ];
+    let d1 = c.start_process("distributor-1", &low);
+    let ring: Value = eventually("two ACTIVE distributors", DEADLINE, || async {
+        let url = d1.url("/distributor/ring?format=json");
+        let ring: Value = c.http.get(url).send().await.unwrap().json().await.unwrap();
+        let shards = ring["shards"].as_array().cloned().unwrap_or_default();
+        (shards.len() == 2 && shards.iter().all(|s| s["state"] == "ACTIVE")).then_some(ring)
+    })
+    .await;
+    assert_eq!(ring["shards"][0]["num_tokens"], 0, "distributors hold no tokens");
+    let mut load = Load::new("rate");
+    // 1 MB/s over two healthy distributors: 500000 bytes/sec each.
+    let body = eventually("the limit divided by two", DEADLINE, || {
+        let push = load.next();
+        let (http, url) = (c.http.clone(), d1.url("/loki/api/v1/push"));
+        async move {
+            let r = http.post(url).body(push).send().await.unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap();
+            (status == StatusCode::TOO_MANY_REQUESTS && text.contains("(limit: 500000 bytes/sec)")).then_some(text)
+        }
+    })
+    .await;
+    assert!(body.contains("Ingestion rate limit exceeded for user fake"), "{body}");
 }

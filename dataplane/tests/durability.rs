@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{NornProcess, now_ns, proto_body, stored_entries, wait_until};
+use common::{now_ns, proto_body, start_norn, stored_entries, wait_until};
 
 /// Pushes batches of unique lines until `stop`, recording every line whose push got a 204.
 async fn pusher(
@@ -50,7 +50,7 @@ async fn acknowledged_pushes_survive_kill_9_at_any_moment() {
     // Three crash cycles, each killing at a different amount of acknowledged data, so the kill
     // lands mid-push, mid-chunk-cut and after earlier replays.
     for (cycle, kill_after) in [300usize, 2_000, 5_000].into_iter().enumerate() {
-        let p = NornProcess::start(dir.path(), &args);
+        let p = start_norn(dir.path(), &args);
         let stop = tokio_util::sync::CancellationToken::new();
         let before = acked.lock().unwrap().len();
         let tasks: Vec<_> =
@@ -71,7 +71,7 @@ async fn acknowledged_pushes_survive_kill_9_at_any_moment() {
         }
     }
     // Restart on the same data dir: replay, then flush everything to the object store.
-    let p = NornProcess::start(dir.path(), &args);
+    let p = start_norn(dir.path(), &args);
     let log = p.log_text();
     assert!(log.contains("wal replayed"), "{log}");
     let r = reqwest::Client::new().post(p.url("/flush?wait=true")).send().await.unwrap();
@@ -89,7 +89,7 @@ async fn acknowledged_pushes_survive_kill_9_at_any_moment() {
 async fn sigterm_exits_zero_and_keeps_data_for_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = format!("--data.dir={}", dir.path().display());
-    let p = NornProcess::start(dir.path(), &[data.as_str()]);
+    let p = start_norn(dir.path(), &[data.as_str()]);
     let t = now_ns();
     let r = reqwest::Client::new()
         .post(p.url("/loki/api/v1/push"))
@@ -98,9 +98,9 @@ async fn sigterm_exits_zero_and_keeps_data_for_the_next_start() {
         .await
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
-    let status = p.terminate();
+    let status = p.terminate(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "exit status {status}");
-    let p = NornProcess::start(dir.path(), &[data.as_str()]);
+    let p = start_norn(dir.path(), &[data.as_str()]);
     let r = reqwest::Client::new().post(p.url("/flush?wait=true")).send().await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
     let stored = stored_entries(&dir.path().join("chunks"), "fake").await;

@@ -8,9 +8,9 @@
 //! ingesters it ever saw, so the quorum guarantee is checked on what the ring really went
 //! through, not on the driver's own view.
 //!
-//! Not covered here: real `norn` processes under continuous pushes. That test needs the data
-//! plane's distributed mode (`--target ingester`, `/ingester/prepare_shutdown`), which is not on
-//! this branch yet.
+//! The same driver against real `norn` processes under continuous pushes is in
+//! `rollout_processes.rs`; this file covers what is cheaper to check on lifecyclers (scaling, the
+//! exact order of events, the ring's fewest ACTIVE members).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -143,3 +143,17 @@ fn per_tenant_overrides_are_validated_at_load() {
     let e = load(&["--config.file", f.path().to_str().unwrap()]).unwrap_err();
     assert!(e.contains("overrides.team-b"), "{e}");
 }
+
+#[test]
+fn roles_apart_need_a_shared_ring() {
+    let tree = |target: &str, store: &str| serde_json::json!({"target": target, "ring": {"store": store, "etcd": {"endpoints": ["127.0.0.1:2379"]}}});
+    for target in ["distributor", "querier", "distributor,querier"] {
+        let cfg = Config::from_tree(tree(target, "inmemory")).unwrap();
+        let err = cfg.validate().unwrap_err();
+        assert!(err.contains("ring.store: etcd"), "{err}");
+        Config::from_tree(tree(target, "etcd")).unwrap().validate().unwrap();
+    }
+    for target in ["all", "ingester", "distributor,ingester"] {
+        Config::from_tree(tree(target, "inmemory")).unwrap().validate().unwrap();
+    }
+}

@@ -3,10 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,104 +14,24 @@ use norn::server::{self, Listeners};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-/// Polls `cond` until it returns `Some`, failing the test after `deadline`.
-pub fn wait_until<T>(what: &str, deadline: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+#[allow(unused_imports)] // each test binary uses its own part of the helpers
+pub use norn::testing::{NornProcess, urlencode, wait_until};
+
+/// Starts this crate's `norn` binary with `args` on `127.0.0.1:0`, logging into `dir`, and waits
+/// until it is ready.
+pub fn start_norn(dir: &Path, args: &[&str]) -> NornProcess {
+    start_norn_with_env(dir, args, &[])
 }
 
-/// A `norn` process started by the test; killed when dropped.
-pub struct NornProcess {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub log: PathBuf,
-}
-
-impl NornProcess {
-    /// Starts `norn` with `args` plus `--http.addr=127.0.0.1:0`, and waits until it is ready.
-    pub fn start(dir: &Path, args: &[&str]) -> NornProcess {
-        Self::start_with_env(dir, args, &[])
-    }
-
-    /// [`NornProcess::start`] with extra environment variables (S3 credentials).
-    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> NornProcess {
-        let log = dir.join(format!(
-            "norn-{}.log",
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        ));
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_norn"))
-            .args(["--http.addr=127.0.0.1:0", "--log.level=info"])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("starting norn");
-        let mut p = NornProcess { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log };
-        p.addr = wait_until("norn to log its http address", Duration::from_secs(60), || {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                panic!("norn exited early with {status}:\n{}", std::fs::read_to_string(&p.log).unwrap_or_default());
-            }
-            let f = std::fs::File::open(&p.log).ok()?;
-            BufReader::new(f).lines().map_while(Result::ok).find_map(|l| {
-                let at = l.find("serving http")?;
-                let rest = &l[at..];
-                let addr = rest.split_whitespace().find_map(|w| w.strip_prefix("addr="))?;
-                addr.parse().ok()
-            })
-        });
-        let addr = p.addr;
-        wait_until("norn to be ready", Duration::from_secs(60), || get_ok(addr, "/ready").then_some(()));
-        p
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// SIGKILL, no chance to flush or checkpoint.
-    pub fn kill9(mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reaping norn");
-    }
-
-    /// SIGTERM and wait for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-        wait_until("norn to exit after SIGTERM", Duration::from_secs(60), || self.child.try_wait().ok().flatten())
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for NornProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A blocking `GET` over a plain socket (usable inside or outside a runtime): whether the
-/// answer was 2xx.
-fn get_ok(addr: SocketAddr, path: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head[9] == b'2'
+/// [`start_norn`] with extra environment variables (S3 credentials).
+pub fn start_norn_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> NornProcess {
+    let log = dir.join(format!(
+        "norn-{}.log",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    NornProcess::start(Path::new(env!("CARGO_BIN_EXE_norn")), &log, &args, env, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An in-process server on `127.0.0.1:0`.
@@ -194,16 +112,6 @@ impl TestServer {
         let r = reqwest::Client::new().post(self.url("/flush?wait=true")).send().await.unwrap();
         assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
     }
-}
-
-/// Percent-encodes `s` for a query string.
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Nanoseconds since the epoch.

@@ -1,0 +1,186 @@
+//! Test support for tests that run `norn` as separate processes: the data plane's own
+//! multi-process tests and the operator's, which roll real ingesters. [`NornProcess`] starts the
+//! binary on `127.0.0.1:0`, learns its HTTP address from its log and kills it when dropped, so a
+//! failing test leaves no process behind.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use std::time::Duration;
+//! use norn::testing::NornProcess;
+//!
+//! let bin = Path::new("target/debug/norn"); // the data plane's tests pass env!("CARGO_BIN_EXE_norn")
+//! let log = Path::new("/tmp/ingester-0.log");
+//! let p = NornProcess::start(bin, log, &["--target=ingester".into()], &[], Duration::from_secs(60))
+//!     .expect("norn starts");
+//! println!("{}", p.url("/ring"));
+//! let status = p.terminate(Duration::from_secs(60)).expect("exits"); // SIGTERM, then reaped
+//! # let _ = status;
+//! ```
+//!
+//! The ring's and the object store's servers for such tests are [`crate::ring::testing`]'s
+//! `EtcdServer` and [`crate::storage::testing`]'s `MotoServer`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Polls `cond` every 20ms until it returns `Some`, panicking with `what` after `deadline`.
+/// Blocking: for async code, poll with `tokio::time::sleep` instead.
+pub fn wait_until<T>(what: &str, deadline: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `norn` child process; killed (SIGKILL) and reaped when dropped.
+#[derive(Debug)]
+pub struct NornProcess {
+    /// The process.
+    pub child: Child,
+    /// Its stderr (the log), kept for addresses and failure messages.
+    log: PathBuf,
+    /// Its HTTP address, once it logged it.
+    addr: OnceLock<SocketAddr>,
+}
+
+impl NornProcess {
+    /// Starts `bin` with `--http.addr=127.0.0.1:0 --log.level=info`, then `args`, with `env`
+    /// added to the environment, logging to `log`. Returns at once: the process may not serve
+    /// yet (see [`NornProcess::http_addr`]).
+    pub fn spawn(bin: &Path, log: &Path, args: &[String], env: &[(&str, &str)]) -> Result<Self, String> {
+        let log_file = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        let child = Command::new(bin)
+            .args(["--http.addr=127.0.0.1:0", "--log.level=info"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        Ok(Self { child, log: log.to_path_buf(), addr: OnceLock::new() })
+    }
+
+    /// [`NornProcess::spawn`], then waits (blocking) until it serves HTTP and `/ready` answers
+    /// 2xx. Fails with the process's log if it exits first or `timeout` passes.
+    pub fn start(
+        bin: &Path,
+        log: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let mut p = Self::spawn(bin, log, args, env)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                return Err(format!("norn exited early with {status}:\n{}", p.log_text()));
+            }
+            if p.http_addr().is_some_and(|addr| get_ok(addr, "/ready")) {
+                return Ok(p);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("norn not ready after {timeout:?}:\n{}", p.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The HTTP address, once the process logged `serving http ... addr=...`.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        if let Some(addr) = self.addr.get() {
+            return Some(*addr);
+        }
+        let f = std::fs::File::open(&self.log).ok()?;
+        let addr = BufReader::new(f).lines().map_while(Result::ok).find_map(|l| {
+            let at = l.find("serving http")?;
+            l[at..].split_whitespace().find_map(|w| w.strip_prefix("addr="))?.parse().ok()
+        })?;
+        Some(*self.addr.get_or_init(|| addr))
+    }
+
+    /// The HTTP address; panics before the process logged it ([`NornProcess::start`] waits).
+    pub fn addr(&self) -> SocketAddr {
+        self.http_addr().expect("norn does not serve http yet")
+    }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
+    }
+
+    /// Sends SIGTERM (Norn's graceful shutdown) without waiting.
+    pub fn sigterm(&self) -> Result<(), String> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().map_err(|e| format!("kill -TERM: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("kill -TERM {pid}: {status}")) }
+    }
+
+    /// The exit status, if the process exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM, then waits (blocking) for the exit status.
+    pub fn terminate(mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        self.sigterm()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("norn still running {timeout:?} after SIGTERM:\n{}", self.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to flush or checkpoint.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NornProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking `GET` over a plain socket (usable inside or outside a runtime): whether the
+/// answer was 2xx.
+pub fn get_ok(addr: SocketAddr, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head[9] == b'2'
+}
+
+/// Percent-encodes a query parameter value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
