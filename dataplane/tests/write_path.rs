@@ -178,6 +178,7 @@ async fn bad_input_gets_its_status_and_text_and_never_corrupts_data() {
         push(&s, json_body(&[(json!({"job": "many"}), vec![(t, "y".repeat(13_000_000))])]), Some("application/json"))
             .await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.starts_with("request body too large: 130") && text.contains("limit: 12000000 bytes"), "{text}");
 
     let (st, text) = push(&s, json_body(&[(json!({}), vec![(t, "no labels".into())])]), Some("application/json")).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);

@@ -8,18 +8,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::BytesMut;
+use futures::StreamExt;
 use serde::Deserialize;
 use std::future::IntoFuture;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Role};
+use crate::distributor::decode::DecodeError;
 use crate::distributor::replicate::Replicator;
 use crate::distributor::{Distributor, PushBody, PushError, PushTarget};
 use crate::error::HasKind;
@@ -368,13 +371,17 @@ fn tenant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(id.to_string())
 }
 
-async fn push(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn push(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     let Some(d) = app.distributor.clone() else {
         return text(StatusCode::NOT_FOUND, "this process does not run a distributor");
     };
     let tenant = match tenant(&app, &headers) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
+    };
+    let body = match read_push_body(body, &headers, app.cfg.distributor.max_recv_msg_size.as_usize()).await {
+        Ok(b) => b,
+        Err(e) => return push_error(&tenant, e),
     };
     let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let req = PushBody {
@@ -386,6 +393,29 @@ async fn push(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => push_error(&tenant, e),
     }
+}
+
+/// Reads a push body of at most `limit` bytes. Of a larger one, up to `limit` more bytes are
+/// read and dropped before the 413 goes out, so a client still sending its body gets the answer
+/// instead of a reset connection; a body larger than that has its connection closed early.
+async fn read_push_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, PushError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut size = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| PushError::Invalid(format!("reading the request body: {e}")))?;
+        size += chunk.len();
+        if size <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if size > limit.saturating_mul(2) {
+            break;
+        }
+    }
+    if size > limit {
+        return Err(PushError::Decode(DecodeError::TooLarge { size: declared.unwrap_or(size).max(size), limit }));
+    }
+    Ok(buf.freeze())
 }
 
 fn push_error(tenant: &str, e: PushError) -> Response {
