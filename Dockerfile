@@ -7,9 +7,9 @@
 ARG RUST_VERSION=1.95.0
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
-# aws-lc-sys (TLS of the S3 client) builds C code; etcd-client compiles .proto files with protoc.
+# aws-lc-sys (TLS of the S3 client) builds C code.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends cmake clang perl make protobuf-compiler \
+    && apt-get install -y --no-install-recommends cmake clang perl make \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

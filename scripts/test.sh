@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with the Rust toolchain.
 # Installs what the build and the tests need when it is missing:
-#   - protoc (Debian protobuf-compiler): etcd-client's build script compiles etcd's .proto files.
 #   - etcd (Debian etcd-server), the ring store the ring tests run against (NORN_ETCD).
 #   - moto_server (PyPI moto[server]) in ./.venv, the S3 server the storage tests run against.
 #   - helm-python-sdk (PyPI: Helm's Go SDK inside the wheel, no helm binary) in the same .venv,
@@ -41,7 +40,6 @@ ensure_apt() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"
 }
 
-ensure_apt protoc protobuf-compiler
 ensure_apt etcd etcd-server
 export NORN_ETCD="$(command -v etcd)"
 ensure_moto

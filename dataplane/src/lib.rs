@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod distributor;
 pub mod entry;
 pub mod error;
+pub mod etcd;
 pub mod ingester;
 pub mod labels;
 pub mod limits;

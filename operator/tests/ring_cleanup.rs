@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use norn::etcd::proto::{PutRequest, RangeRequest};
+use norn::etcd::{Client, ClientOptions, prefix_range};
 use norn::ring::testing::EtcdServer;
 use norn_operator::ring::{EtcdRingCleanup, RingCleanup, RingError, RingLocation};
 
@@ -20,21 +22,34 @@ async fn start_etcd() -> Etcd {
     Etcd { endpoint: format!("http://{}", server.endpoint()), server }
 }
 
+async fn client(endpoint: &str) -> Client {
+    let options = ClientOptions {
+        endpoints: vec![endpoint.to_string()],
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        credentials: None,
+    };
+    Client::connect(&options).await.expect("connect")
+}
+
+async fn put(c: &Client, key: &str) {
+    c.put(PutRequest { key: key.as_bytes().to_vec(), value: "v".into() }).await.expect("put");
+}
+
 async fn keys(endpoint: &str) -> Vec<String> {
-    let mut c = etcd_client::Client::connect([endpoint], None).await.expect("connect");
-    let resp = c.get("", Some(etcd_client::GetOptions::new().with_all_keys().with_keys_only())).await.expect("get");
-    let mut keys: Vec<String> = resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect();
-    keys.sort();
-    keys
+    let (key, range_end) = prefix_range(b"");
+    let resp = client(endpoint).await.range(RangeRequest { key, range_end, keys_only: true }).await.expect("get");
+    // etcd answers in key order.
+    resp.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect()
 }
 
 #[tokio::test]
 async fn forgets_exactly_the_clusters_prefix() {
     let etcd = start_etcd().await;
-    let mut c = etcd_client::Client::connect([&etcd.endpoint], None).await.expect("connect");
+    let c = client(&etcd.endpoint).await;
     for key in ["norn/obs/logs/ring", "norn/obs/logs/tokens/ingester-0", "norn/obs/logs2/ring", "norn/obs/log", "other"]
     {
-        c.put(key, "v", None).await.expect("put");
+        put(&c, key).await;
     }
     let ring = RingLocation { endpoints: vec![etcd.endpoint.clone()], prefix: "norn/obs/logs/".into(), managed: false };
     EtcdRingCleanup::default().forget_cluster(&ring).await.expect("cleanup");
@@ -46,8 +61,8 @@ async fn forgets_exactly_the_clusters_prefix() {
 #[tokio::test]
 async fn a_managed_etcd_or_an_unsafe_prefix_is_left_alone() {
     let etcd = start_etcd().await;
-    let mut c = etcd_client::Client::connect([&etcd.endpoint], None).await.expect("connect");
-    c.put("norn/a/ring", "v", None).await.expect("put");
+    let c = client(&etcd.endpoint).await;
+    put(&c, "norn/a/ring").await;
     let managed = RingLocation { endpoints: vec![etcd.endpoint.clone()], prefix: "norn/a/".into(), managed: true };
     EtcdRingCleanup::default().forget_cluster(&managed).await.expect("no-op");
     let unsafe_prefix = RingLocation { endpoints: vec![etcd.endpoint.clone()], prefix: "norn".into(), managed: false };

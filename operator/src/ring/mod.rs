@@ -11,6 +11,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use norn::etcd::proto::DeleteRangeRequest;
+use norn::etcd::{Client, ClientOptions, prefix_range};
 
 use crate::crd::LogCluster;
 use kube::ResourceExt;
@@ -49,7 +51,7 @@ pub enum RingError {
         endpoints: String,
         /// What failed.
         #[source]
-        source: etcd_client::Error,
+        source: norn::etcd::EtcdError,
     },
 }
 
@@ -90,15 +92,15 @@ impl RingCleanup for EtcdRingCleanup {
         }
         let endpoints = ring.endpoints.join(",");
         let unavailable = |source| RingError::Unavailable { endpoints: endpoints.clone(), source };
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(self.connect_timeout)
-            .with_timeout(self.request_timeout);
-        let mut client = etcd_client::Client::connect(&ring.endpoints, Some(options)).await.map_err(unavailable)?;
-        let deleted = client
-            .delete(ring.prefix.as_bytes(), Some(etcd_client::DeleteOptions::new().with_prefix()))
-            .await
-            .map_err(unavailable)?
-            .deleted();
+        let options = ClientOptions {
+            endpoints: ring.endpoints.clone(),
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            credentials: None,
+        };
+        let client = Client::connect(&options).await.map_err(unavailable)?;
+        let (key, range_end) = prefix_range(ring.prefix.as_bytes());
+        let deleted = client.delete_range(DeleteRangeRequest { key, range_end }).await.map_err(unavailable)?.deleted;
         tracing::info!(prefix = %ring.prefix, endpoints = %endpoints, deleted, "forgot the ring of a deleted cluster");
         Ok(())
     }

@@ -1,28 +1,19 @@
-//! [`EtcdKv`]: the key-value store shared by the processes of a cluster, on etcd v3.
+//! [`EtcdKv`]: the key-value store shared by the processes of a cluster, on etcd v3 through
+//! Norn's own client ([`crate::etcd`]).
 
 use std::collections::VecDeque;
-use std::fmt;
-use std::future::Future;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
-};
 use futures::StreamExt;
 
 use super::{CasOutcome, KvError, KvStore, Versioned, WatchEvent, WatchStream, WatchTarget, check_key};
+use crate::etcd::proto::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventType, KeyValue, PutRequest, RangeRequest, Request,
+    RequestOp, Response, TargetUnion, TxnRequest, WatchCreateRequest,
+};
+use crate::etcd::{self, Client, ClientOptions, EtcdError};
 use crate::ring::config::EtcdConfig;
-
-/// HTTP/2 keep-alive ping period while a stream (a watch) is open: how fast a silently dead
-/// etcd is noticed by a watcher. etcd refuses pings more frequent than its
-/// `--grpc-keepalive-min-time` (5s by default) and pings on idle connections, so the period is
-/// above that and idle connections do not ping (their requests have deadlines instead).
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
-/// How long a keep-alive ping may go unanswered before the connection is dropped.
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A [`KvStore`] on an etcd v3 cluster.
 ///
@@ -37,91 +28,44 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 ///   a silently dead etcd fails within about 15 seconds.
 ///
 /// The client connects lazily, so a store can be built while etcd is down (unless credentials
-/// are configured: authenticating needs etcd).
-#[derive(Clone)]
+/// are configured: authenticating needs etcd). Failover between endpoints is the client's (see
+/// [`crate::etcd`]).
+#[derive(Clone, Debug)]
 pub struct EtcdKv {
-    /// The etcd client (cheap to clone: clones share the connections).
+    /// The etcd client (cheap to clone: clones share the connection).
     client: Client,
-    /// Deadline of each request.
-    request_timeout: Duration,
-    /// The configured endpoints, for messages.
-    endpoints: Vec<String>,
-}
-
-impl fmt::Debug for EtcdKv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdKv")
-            .field("endpoints", &self.endpoints)
-            .field("request_timeout", &self.request_timeout)
-            .finish()
-    }
 }
 
 impl EtcdKv {
     /// A store on the etcd cluster of `cfg.endpoints` (`host:port` or `http://host:port`).
     pub async fn connect(cfg: &EtcdConfig) -> Result<Self, KvError> {
-        if cfg.endpoints.is_empty() {
-            return Err(KvError::Invalid("no etcd endpoints configured".into()));
-        }
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(cfg.dial_timeout.get())
-            .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
-            .with_keep_alive_while_idle(false)
-            // A member cut off from the leader fails requests and watches instead of serving
-            // stale data forever.
-            .with_require_leader(true);
-        if !cfg.username.is_empty() {
-            opts = opts.with_user(cfg.username.clone(), cfg.password.clone());
-        }
-        let client = tokio::time::timeout(cfg.dial_timeout.get(), Client::connect(&cfg.endpoints, Some(opts)))
-            .await
-            .map_err(|_| KvError::Unavailable(format!("connecting to etcd {:?} timed out", cfg.endpoints)))?
-            .map_err(map_err)?;
-        Ok(Self { client, request_timeout: cfg.request_timeout.get(), endpoints: cfg.endpoints.clone() })
-    }
-
-    /// Runs one request under the request deadline.
-    async fn timed<T>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, KvError> {
-        match tokio::time::timeout(self.request_timeout, fut).await {
-            Ok(r) => r.map_err(map_err),
-            Err(_) => Err(KvError::Unavailable(format!(
-                "etcd {what} timed out after {:?} (endpoints {:?})",
-                self.request_timeout, self.endpoints
-            ))),
-        }
+        let credentials = (!cfg.username.is_empty()).then(|| (cfg.username.clone(), cfg.password.clone()));
+        let options = ClientOptions {
+            endpoints: cfg.endpoints.clone(),
+            connect_timeout: cfg.dial_timeout.get(),
+            request_timeout: cfg.request_timeout.get(),
+            credentials,
+        };
+        let client = Client::connect(&options).await.map_err(map_err)?;
+        Ok(Self { client })
     }
 }
 
 /// Maps client errors to what a caller can do about them.
-fn map_err(e: etcd_client::Error) -> KvError {
-    use etcd_client::Error as E;
+fn map_err(e: EtcdError) -> KvError {
     match e {
-        E::InvalidArgs(m) => KvError::Invalid(m),
-        E::InvalidUri(u) => KvError::Invalid(format!("invalid etcd endpoint: {u}")),
-        E::GRpcStatus(s) => match s.code() {
-            tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::FailedPrecondition => {
-                KvError::Invalid(format!("etcd refused the request: {}", s.message()))
-            }
-            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-                KvError::Invalid(format!("etcd refused the credentials: {}", s.message()))
-            }
-            code => KvError::Unavailable(format!("etcd: {code:?}: {}", s.message())),
-        },
-        other => KvError::Unavailable(format!("etcd: {other}")),
+        EtcdError::Invalid(m) => KvError::Invalid(m),
+        EtcdError::Unavailable(m) => KvError::Unavailable(m),
     }
 }
 
 /// A key from etcd: ours are UTF-8; anything else is shown lossily.
 fn key_of(kv: &KeyValue) -> String {
-    String::from_utf8_lossy(kv.key()).into_owned()
+    String::from_utf8_lossy(&kv.key).into_owned()
 }
 
 fn versioned(kv: &KeyValue) -> Versioned {
-    Versioned { value: Bytes::copy_from_slice(kv.value()), version: revision(kv.mod_revision()) }
+    Versioned { value: kv.value.clone(), version: revision(kv.mod_revision) }
 }
 
 /// etcd revisions are positive `i64`s.
@@ -129,58 +73,75 @@ fn revision(r: i64) -> u64 {
     u64::try_from(r).unwrap_or(0)
 }
 
-/// The etcd key range of a prefix, as `GetOptions::with_prefix` computes it; an empty prefix is
-/// every key.
-fn prefix_options(prefix: &str) -> GetOptions {
-    if prefix.is_empty() { GetOptions::new().with_all_keys() } else { GetOptions::new().with_prefix() }
+/// The revision in a response's header, which etcd always sends.
+fn header_revision(header: Option<&etcd::proto::ResponseHeader>, what: &str) -> Result<i64, KvError> {
+    header.map(|h| h.revision).ok_or_else(|| KvError::Unavailable(format!("etcd {what} answered without a header")))
+}
+
+/// `(key, range_end)` of a watch target: one key, or every key with the prefix.
+fn key_range(target: &WatchTarget) -> (Vec<u8>, Vec<u8>) {
+    match target {
+        WatchTarget::Key(k) => (k.as_bytes().to_vec(), Vec::new()),
+        WatchTarget::Prefix(p) => etcd::prefix_range(p.as_bytes()),
+    }
+}
+
+/// The transaction of [`KvStore::put_if_version`]: put `value` if the key is at `expected`
+/// (`None`: absent), otherwise read the key.
+fn cas_txn(key: &str, expected: Option<u64>, value: Bytes) -> Result<TxnRequest, KvError> {
+    let (target, target_union) = match expected {
+        None => (CompareTarget::Version, TargetUnion::Version(0)),
+        Some(v) => {
+            let v = i64::try_from(v).map_err(|_| KvError::Invalid(format!("version {v} out of range")))?;
+            (CompareTarget::Mod, TargetUnion::ModRevision(v))
+        }
+    };
+    let key = key.as_bytes().to_vec();
+    Ok(TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: target as i32,
+            key: key.clone(),
+            target_union: Some(target_union),
+        }],
+        success: vec![RequestOp { request: Some(Request::RequestPut(PutRequest { key: key.clone(), value })) }],
+        failure: vec![RequestOp {
+            request: Some(Request::RequestRange(RangeRequest { key, ..RangeRequest::default() })),
+        }],
+    })
 }
 
 #[async_trait]
 impl KvStore for EtcdKv {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, KvError> {
         check_key(key)?;
-        let mut kv = self.client.kv_client();
-        let resp = self.timed("get", kv.get(key, None)).await?;
-        Ok(resp.kvs().first().map(versioned))
+        let req = RangeRequest { key: key.as_bytes().to_vec(), ..RangeRequest::default() };
+        let resp = self.client.range(req).await.map_err(map_err)?;
+        Ok(resp.kvs.first().map(versioned))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, KvError> {
-        let mut kv = self.client.kv_client();
-        let resp = self.timed("list", kv.get(prefix, Some(prefix_options(prefix)))).await?;
-        Ok(resp.kvs().iter().map(|kv| (key_of(kv), versioned(kv))).collect())
+        let (key, range_end) = etcd::prefix_range(prefix.as_bytes());
+        let resp =
+            self.client.range(RangeRequest { key, range_end, ..RangeRequest::default() }).await.map_err(map_err)?;
+        Ok(resp.kvs.iter().map(|kv| (key_of(kv), versioned(kv))).collect())
     }
 
     async fn put(&self, key: &str, value: Bytes) -> Result<u64, KvError> {
         check_key(key)?;
-        let mut kv = self.client.kv_client();
-        let resp = self.timed("put", kv.put(key, value.to_vec(), None)).await?;
-        resp.header()
-            .map(|h| revision(h.revision()))
-            .ok_or_else(|| KvError::Unavailable("etcd put answered without a header".into()))
+        let resp = self.client.put(PutRequest { key: key.as_bytes().to_vec(), value }).await.map_err(map_err)?;
+        Ok(revision(header_revision(resp.header.as_ref(), "put")?))
     }
 
     async fn put_if_version(&self, key: &str, expected: Option<u64>, value: Bytes) -> Result<CasOutcome, KvError> {
         check_key(key)?;
-        let cmp = match expected {
-            None => Compare::version(key, CompareOp::Equal, 0),
-            Some(v) => {
-                let v = i64::try_from(v).map_err(|_| KvError::Invalid(format!("version {v} out of range")))?;
-                Compare::mod_revision(key, CompareOp::Equal, v)
-            }
-        };
-        let txn =
-            Txn::new().when([cmp]).and_then([TxnOp::put(key, value.to_vec(), None)]).or_else([TxnOp::get(key, None)]);
-        let mut kv = self.client.kv_client();
-        let resp = self.timed("transaction", kv.txn(txn)).await?;
-        if resp.succeeded() {
-            let version = resp
-                .header()
-                .map(|h| revision(h.revision()))
-                .ok_or_else(|| KvError::Unavailable("etcd transaction answered without a header".into()))?;
+        let resp = self.client.txn(cas_txn(key, expected, value)?).await.map_err(map_err)?;
+        if resp.succeeded {
+            let version = revision(header_revision(resp.header.as_ref(), "transaction")?);
             return Ok(CasOutcome::Written { version });
         }
-        let current = resp.op_responses().into_iter().find_map(|r| match r {
-            TxnOpResponse::Get(g) => Some(g.kvs().first().map(versioned)),
+        let current = resp.responses.iter().find_map(|r| match &r.response {
+            Some(Response::ResponseRange(g)) => Some(g.kvs.first().map(versioned)),
             _ => None,
         });
         match current {
@@ -191,33 +152,23 @@ impl KvStore for EtcdKv {
 
     async fn delete(&self, key: &str) -> Result<bool, KvError> {
         check_key(key)?;
-        let mut kv = self.client.kv_client();
-        let resp = self.timed("delete", kv.delete(key, None::<DeleteOptions>)).await?;
-        Ok(resp.deleted() > 0)
+        let req = DeleteRangeRequest { key: key.as_bytes().to_vec(), range_end: Vec::new() };
+        let resp = self.client.delete_range(req).await.map_err(map_err)?;
+        Ok(resp.deleted > 0)
     }
 
     async fn watch(&self, target: WatchTarget) -> Result<WatchStream, KvError> {
-        let (key, get_opts, watch_opts) = match &target {
-            WatchTarget::Key(k) => {
-                check_key(k)?;
-                (k.clone(), None, WatchOptions::new())
-            }
-            WatchTarget::Prefix(p) if p.is_empty() => {
-                (String::new(), Some(prefix_options(p)), WatchOptions::new().with_all_keys())
-            }
-            WatchTarget::Prefix(p) => (p.clone(), Some(prefix_options(p)), WatchOptions::new().with_prefix()),
-        };
-        let mut kv = self.client.kv_client();
-        let resp = self.timed("get", kv.get(key.as_str(), get_opts)).await?;
-        let start = resp
-            .header()
-            .map(|h| h.revision())
-            .ok_or_else(|| KvError::Unavailable("etcd get answered without a header".into()))?;
+        if let WatchTarget::Key(k) = &target {
+            check_key(k)?;
+        }
+        let (key, range_end) = key_range(&target);
+        let range = RangeRequest { key: key.clone(), range_end: range_end.clone(), ..RangeRequest::default() };
+        let resp = self.client.range(range).await.map_err(map_err)?;
+        let start = header_revision(resp.header.as_ref(), "get")?;
         let initial: Vec<Result<WatchEvent, KvError>> =
-            resp.kvs().iter().map(|kv| Ok(WatchEvent::Put { key: key_of(kv), value: versioned(kv) })).collect();
-        let mut wc = self.client.watch_client();
-        let stream =
-            self.timed("watch", wc.watch(key.as_str(), Some(watch_opts.with_start_revision(start + 1)))).await?;
+            resp.kvs.iter().map(|kv| Ok(WatchEvent::Put { key: key_of(kv), value: versioned(kv) })).collect();
+        let create = WatchCreateRequest { key, range_end, start_revision: start + 1 };
+        let stream = self.client.watch(create).await.map_err(map_err)?;
         let state = Follow { stream, pending: VecDeque::new(), done: false };
         let changes = futures::stream::unfold(state, |mut st| async move {
             loop {
@@ -228,23 +179,23 @@ impl KvStore for EtcdKv {
                     return None;
                 }
                 match st.stream.message().await {
-                    Ok(Some(resp)) if resp.canceled() => {
+                    Ok(Some(resp)) if resp.canceled => {
                         st.done = true;
                         let why = format!(
                             "etcd canceled the watch: {} (compact revision {})",
-                            resp.cancel_reason(),
-                            resp.compact_revision()
+                            resp.cancel_reason, resp.compact_revision
                         );
                         return Some((Err(KvError::Unavailable(why)), st));
                     }
                     Ok(Some(resp)) => {
-                        for ev in resp.events() {
-                            let Some(kv) = ev.kv() else { continue };
-                            st.pending.push_back(match ev.event_type() {
-                                EventType::Put => WatchEvent::Put { key: key_of(kv), value: versioned(kv) },
-                                EventType::Delete => {
-                                    WatchEvent::Delete { key: key_of(kv), version: revision(kv.mod_revision()) }
+                        for ev in resp.events {
+                            let Some(kv) = ev.kv else { continue };
+                            st.pending.push_back(match EventType::try_from(ev.r#type) {
+                                Ok(EventType::Put) => WatchEvent::Put { key: key_of(&kv), value: versioned(&kv) },
+                                Ok(EventType::Delete) => {
+                                    WatchEvent::Delete { key: key_of(&kv), version: revision(kv.mod_revision) }
                                 }
+                                Err(_) => continue,
                             });
                         }
                     }
@@ -265,10 +216,52 @@ impl KvStore for EtcdKv {
 
 /// The state of a watch stream after its initial values.
 struct Follow {
-    /// The etcd watch; it also holds the request side, which must stay open.
-    stream: etcd_client::WatchStream,
+    /// The etcd watch; dropping it cancels the watch.
+    stream: etcd::Watch,
     /// Events of the last response not yet handed out.
     pending: VecDeque<WatchEvent>,
     /// The stream failed or ended; nothing more comes.
     done: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    /// The CAS transaction on the wire, byte by byte as protobuf encodes etcd's `TxnRequest`.
+    #[test]
+    fn a_cas_transaction_encodes_as_etcd_expects() {
+        let txn = cas_txn("k", Some(5), Bytes::from_static(b"v")).unwrap();
+        #[rustfmt::skip]
+        let want = [
+            0x0a, 7, // compare (1): Compare, 7 bytes
+                0x10, 2, // target (2) = MOD; result (1) = EQUAL is the default, not sent
+                0x1a, 1, b'k', // key (3)
+                0x30, 5, // mod_revision (6) = 5
+            0x12, 8, // success (2): RequestOp, 8 bytes
+                0x12, 6, // request_put (2): PutRequest, 6 bytes
+                    0x0a, 1, b'k', // key (1)
+                    0x12, 1, b'v', // value (2)
+            0x1a, 5, // failure (3): RequestOp, 5 bytes
+                0x0a, 3, // request_range (1): RangeRequest, 3 bytes
+                    0x0a, 1, b'k', // key (1)
+        ];
+        assert_eq!(txn.encode_to_vec(), want);
+    }
+
+    /// "Absent" is `version == 0`; the 0 is on the wire, as a oneof member always is.
+    #[test]
+    fn a_create_only_compare_sends_version_zero() {
+        let txn = cas_txn("k", None, Bytes::new()).unwrap();
+        assert_eq!(txn.compare[0].encode_to_vec(), [0x1a, 1, b'k', 0x20, 0]);
+    }
+
+    #[test]
+    fn watch_targets_map_to_etcd_key_ranges() {
+        assert_eq!(key_range(&WatchTarget::Key("a/b".into())), (b"a/b".to_vec(), vec![]));
+        assert_eq!(key_range(&WatchTarget::Prefix("a/".into())), (b"a/".to_vec(), b"a0".to_vec()));
+        assert_eq!(key_range(&WatchTarget::Prefix(String::new())), (vec![0], vec![0]));
+    }
 }
