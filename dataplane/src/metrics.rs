@@ -36,6 +36,12 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngesterLabel {
+    /// The ingester's address.
+    pub ingester: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: String,
     pub status_code: String,
@@ -65,6 +71,10 @@ pub struct Metrics {
     pub memory_chunks: Gauge,
     /// HTTP request latency by route and status.
     pub request_duration: Family<RouteLabels, Histogram>,
+    /// Pushes to one replica that failed, by ingester address.
+    pub ingester_append_failures: Family<IngesterLabel, Counter>,
+    /// Pushes refused because a stream could not reach its quorum.
+    pub replication_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -87,6 +97,8 @@ impl Metrics {
             chunk_flushed_bytes: Counter::default(),
             memory_chunks: Gauge::default(),
             request_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))),
+            ingester_append_failures: Family::default(),
+            replication_failures: Counter::default(),
         };
         {
             let mut r = m.registry.lock();
@@ -120,6 +132,16 @@ impl Metrics {
             );
             r.register("ingester_memory_chunks", "Chunks held in memory", m.memory_chunks.clone());
             r.register("request_duration_seconds", "HTTP request latency", m.request_duration.clone());
+            r.register(
+                "distributor_ingester_append_failures",
+                "Pushes to one ingester replica that failed, by ingester",
+                m.ingester_append_failures.clone(),
+            );
+            r.register(
+                "distributor_replication_failures",
+                "Pushes refused because a stream could not reach its replication quorum",
+                m.replication_failures.clone(),
+            );
         }
         m
     }

@@ -21,9 +21,14 @@ use bytes::{Bytes, BytesMut};
 
 use super::{PushError, PushTarget};
 use crate::entry::PushStream;
+use crate::metrics::{IngesterLabel, Metrics};
 use crate::ring::RingClient;
 use crate::ring::replication::Operation;
-use crate::rpc::proto::{EntryMsg, LabelPair, PUSH_STREAMS_TAG, PUSH_TENANT_TAG, PushResponse, StreamMsg};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+
+use crate::entry::Entry;
+use crate::labels::Label;
+use crate::rpc::proto::{PUSH_STREAMS_TAG, PUSH_TENANT_TAG, PushResponse};
 use crate::rpc::{IngesterPool, RpcError};
 use crate::validation::{Discards, Reason};
 
@@ -37,11 +42,12 @@ pub fn stream_token(fingerprint: u64) -> u32 {
 pub struct Replicator {
     ring: Arc<RingClient>,
     pool: Arc<IngesterPool>,
+    metrics: Arc<Metrics>,
 }
 
 impl Replicator {
-    pub fn new(ring: Arc<RingClient>, pool: Arc<IngesterPool>) -> Self {
-        Self { ring, pool }
+    pub fn new(ring: Arc<RingClient>, pool: Arc<IngesterPool>, metrics: Arc<Metrics>) -> Self {
+        Self { ring, pool, metrics }
     }
 }
 
@@ -76,29 +82,60 @@ impl PushTarget for Replicator {
                 targets.entry(m).or_default().push(i);
             }
         }
-        let encoded: Vec<Bytes> = streams.iter().map(encode_stream).collect();
+        // Instances that get the same streams share one request body: with RF equal to the
+        // ring's size (or one ingester) that is every instance, and the push is encoded once,
+        // straight into the body. Otherwise each stream is encoded once and the bodies are
+        // concatenations of their streams' bytes.
+        let mut groups: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
+        for (member, positions) in targets {
+            groups.entry(positions).or_default().push(member);
+        }
         let head = encode_tenant(tenant);
-        // Instances that get the same streams (every instance, when RF equals the ring's size)
-        // share one request body.
-        let mut bodies: HashMap<&[usize], Bytes> = HashMap::new();
+        let bodies: Vec<(Vec<usize>, Vec<usize>, Bytes)> = if groups.len() == 1 {
+            groups
+                .into_iter()
+                .map(|(positions, members)| {
+                    let body = request_body(&head, positions.iter().map(|&i| &streams[i]));
+                    (positions, members, body)
+                })
+                .collect()
+        } else {
+            let encoded: Vec<Bytes> = streams
+                .iter()
+                .map(|s| {
+                    let mut buf = BytesMut::with_capacity(encoded_stream_len(s) + 16);
+                    encode_stream(s, &mut buf);
+                    buf.freeze()
+                })
+                .collect();
+            groups
+                .into_iter()
+                .map(|(positions, members)| {
+                    let len = head.len() + positions.iter().map(|&i| encoded[i].len()).sum::<usize>();
+                    let mut buf = BytesMut::with_capacity(len);
+                    buf.extend_from_slice(&head);
+                    for &i in &positions {
+                        buf.extend_from_slice(&encoded[i]);
+                    }
+                    (positions, members, buf.freeze())
+                })
+                .collect()
+        };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<usize>, Result<PushResponse, RpcError>)>();
-        for (member, positions) in &targets {
-            let body = bodies
-                .entry(positions.as_slice())
-                .or_insert_with(|| request_body(&head, positions.iter().map(|&i| &encoded[i])))
-                .clone();
-            let addr = view.snapshot.member(*member).map(|m| m.addr.to_string()).unwrap_or_default();
-            let positions = positions.clone();
-            let tx = tx.clone();
-            let client = self.pool.get(&addr);
-            tokio::spawn(async move {
-                let result = match client {
-                    Ok(c) => c.push(body).await,
-                    Err(e) => Err(e),
-                };
-                // The push may have been decided already; then nobody listens.
-                let _ = tx.send((positions, result));
-            });
+        for (positions, members, body) in bodies {
+            for member in members {
+                let addr = view.snapshot.member(member).map(|m| m.addr.to_string()).unwrap_or_default();
+                let (positions, body, tx) = (positions.clone(), body.clone(), tx.clone());
+                let client = self.pool.get(&addr);
+                tokio::spawn(async move {
+                    let result = match client {
+                        Ok(c) => c.push(body).await,
+                        Err(e) => Err(e),
+                    };
+                    // The push may have been decided already; then nobody listens.
+                    let _ = tx.send((positions, result));
+                });
+            }
         }
         drop(tx);
         let mut discards = Discards::default();
@@ -130,10 +167,15 @@ impl PushTarget for Replicator {
                 }
                 Err(err) => {
                     tracing::debug!(%err, tenant, "push to an ingester failed");
+                    self.metrics
+                        .ingester_append_failures
+                        .get_or_create(&IngesterLabel { ingester: err.addr.clone() })
+                        .inc();
                     for &i in &positions {
                         let t = &mut tally[i];
                         t.errors += 1;
                         if t.errors > t.max_errors {
+                            self.metrics.replication_failures.inc();
                             failures.push(err);
                             return Err(quorum_error(&streams[i], t, &failures));
                         }
@@ -166,38 +208,93 @@ fn encode_tenant(tenant: &str) -> Bytes {
     buf.freeze()
 }
 
-/// One `streams` field of a push request: a stream, encoded once for all its replicas.
-fn encode_stream(s: &PushStream) -> Bytes {
-    let msg = StreamMsg {
-        labels: s.labels.to_string(),
-        entries: s
-            .entries
-            .iter()
-            .map(|e| EntryMsg {
-                ts: e.ts,
-                line: e.line.clone(),
-                metadata: e
-                    .metadata
-                    .iter()
-                    .map(|l| LabelPair { name: l.name.clone(), value: l.value.clone() })
-                    .collect(),
-            })
-            .collect(),
-    };
-    let mut buf = BytesMut::with_capacity(prost::Message::encoded_len(&msg) + 8);
-    prost::encoding::message::encode(PUSH_STREAMS_TAG, &msg, &mut buf);
-    buf.freeze()
+/// Bytes of `s` as a `streams` field of a push request (see [`encode_stream`]).
+fn encoded_stream_len(s: &PushStream) -> usize {
+    let body = stream_body_len(s, &s.labels.to_string());
+    key_len(PUSH_STREAMS_TAG) + encoded_len_varint(body as u64) + body
 }
 
-/// A whole request: the tenant field and the stream fields, concatenated.
-fn request_body<'a>(head: &Bytes, streams: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
-    let len = head.len() + streams.clone().map(Bytes::len).sum::<usize>();
+/// Writes `s` as one `streams` field (a `StreamMsg`) of a push request, straight from the
+/// stream: no intermediate message, lines copied once.
+fn encode_stream(s: &PushStream, buf: &mut BytesMut) {
+    let labels = s.labels.to_string();
+    encode_key(PUSH_STREAMS_TAG, WireType::LengthDelimited, buf);
+    encode_varint(stream_body_len(s, &labels) as u64, buf);
+    put_str(1, &labels, buf);
+    for e in &s.entries {
+        encode_key(2, WireType::LengthDelimited, buf);
+        encode_varint(entry_len(e) as u64, buf);
+        if e.ts != 0 {
+            encode_key(1, WireType::Varint, buf);
+            encode_varint(e.ts as u64, buf);
+        }
+        if !e.line.is_empty() {
+            encode_key(2, WireType::LengthDelimited, buf);
+            encode_varint(e.line.len() as u64, buf);
+            buf.extend_from_slice(&e.line);
+        }
+        for m in &e.metadata {
+            encode_key(3, WireType::LengthDelimited, buf);
+            encode_varint(pair_len(m) as u64, buf);
+            put_str(1, &m.name, buf);
+            put_str(2, &m.value, buf);
+        }
+    }
+}
+
+/// A whole request with every stream encoded straight into it.
+fn request_body<'a>(head: &Bytes, streams: impl Iterator<Item = &'a PushStream> + Clone) -> Bytes {
+    let len = head.len() + streams.clone().map(encoded_stream_len).sum::<usize>();
     let mut buf = BytesMut::with_capacity(len);
     buf.extend_from_slice(head);
     for s in streams {
-        buf.extend_from_slice(s);
+        encode_stream(s, &mut buf);
     }
     buf.freeze()
+}
+
+/// A string field, omitted when empty (proto3).
+fn put_str(tag: u32, s: &str, buf: &mut BytesMut) {
+    if s.is_empty() {
+        return;
+    }
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(s.len() as u64, buf);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn str_len(tag: u32, s: &str) -> usize {
+    if s.is_empty() { 0 } else { key_len(tag) + encoded_len_varint(s.len() as u64) + s.len() }
+}
+
+fn pair_len(l: &Label) -> usize {
+    str_len(1, &l.name) + str_len(2, &l.value)
+}
+
+fn entry_len(e: &Entry) -> usize {
+    let mut n = 0;
+    if e.ts != 0 {
+        n += key_len(1) + encoded_len_varint(e.ts as u64);
+    }
+    if !e.line.is_empty() {
+        n += key_len(2) + encoded_len_varint(e.line.len() as u64) + e.line.len();
+    }
+    for m in &e.metadata {
+        let l = pair_len(m);
+        n += key_len(3) + encoded_len_varint(l as u64) + l;
+    }
+    n
+}
+
+fn stream_body_len(s: &PushStream, labels: &str) -> usize {
+    str_len(1, labels)
+        + s.entries
+            .iter()
+            .map(|e| {
+                let l = entry_len(e);
+                key_len(2) + encoded_len_varint(l as u64) + l
+            })
+            .sum::<usize>()
 }
 
 #[cfg(test)]
@@ -205,9 +302,8 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::entry::Entry;
-    use crate::labels::{Label, Labels};
-    use crate::rpc::proto::PushRequest;
+    use crate::labels::Labels;
+    use crate::rpc::proto::{LabelPair, PushRequest};
 
     #[test]
     fn concatenated_stream_fields_decode_as_one_request() {
@@ -218,9 +314,14 @@ mod tests {
             PushStream { fingerprint: labels.fingerprint("t"), labels, entries: vec![e, Entry::new(n + 1, "x")] }
         };
         let streams = [stream("a", 1), stream("b", 5)];
-        let encoded: Vec<Bytes> = streams.iter().map(encode_stream).collect();
-        let body = request_body(&encode_tenant("t"), encoded.iter());
-        let req = PushRequest::decode(body).unwrap();
+        let body = request_body(&encode_tenant("t"), streams.iter());
+        let req = PushRequest::decode(body.clone()).unwrap();
+        // Encoded straight from the streams, exactly as prost encodes the same message.
+        let expected = PushRequest { tenant: "t".into(), streams: req.streams.clone() };
+        assert_eq!(body, Bytes::from(expected.encode_to_vec()));
+        let mut one = BytesMut::new();
+        encode_stream(&streams[0], &mut one);
+        assert_eq!(one.len(), encoded_stream_len(&streams[0]));
         assert_eq!(req.tenant, "t");
         assert_eq!(req.streams.len(), 2);
         assert_eq!(req.streams[1].labels, r#"{job="b"}"#);

@@ -122,6 +122,13 @@ impl RingIngesters {
         self.pool.prune(&view);
         let set: ReadSet = match view.snapshot.read_set(self.ring.now_ms()) {
             Ok(set) => set,
+            // Never read: the ring store has been unreachable since this process started, and
+            // answering from the object store alone would silently miss recent data.
+            Err(RingError::EmptyRing) if view.version == 0 && !self.ring.is_connected() => {
+                return Err(EvalError::Storage(format!(
+                    "{what}: the ingester ring has not been read yet (ring store unreachable)"
+                )));
+            }
             // No ingester at all holds nothing in memory: the object store has everything.
             Err(RingError::EmptyRing) => return Ok(Vec::new()),
             Err(e) => return Err(EvalError::Storage(format!("cannot query the ingesters: {e}"))),

@@ -135,7 +135,7 @@ async fn push_select_and_series_cross_the_wire() {
     let n = node().await;
     let ring = ring(std::slice::from_ref(&n.addr)).await;
     let pool = pool();
-    let replicator = Replicator::new(ring.clone(), pool.clone());
+    let replicator = Replicator::new(ring.clone(), pool.clone(), Arc::new(Metrics::new()));
     let discards = replicator
         .push(
             "t",
@@ -179,7 +179,7 @@ async fn quorum_of_three_replicas_with_one_and_two_down() {
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
     let ring = ring(&addrs).await;
     let pool = pool();
-    let replicator = Replicator::new(ring.clone(), pool.clone());
+    let replicator = Replicator::new(ring.clone(), pool.clone(), Arc::new(Metrics::new()));
     let reader = RingIngesters::new(ring.clone(), pool.clone());
     replicator.push("t", vec![stream(r#"{app="a"}"#, &[(100 * MIN, "first")])]).await.unwrap();
     for n in &nodes {
@@ -218,4 +218,22 @@ async fn reads_tolerate_one_unreachable_replica_but_not_two() {
     let reader = RingIngesters::new(two_down, pool);
     let err = reader.series("t", &[], 0, i64::MAX).await.unwrap_err();
     assert!(err.to_string().contains("2 of 3 ingesters failed"), "{err}");
+}
+
+#[tokio::test]
+async fn each_stream_goes_to_its_own_three_of_four_ingesters() {
+    let nodes = [node().await, node().await, node().await, node().await];
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    let ring = ring(&addrs).await;
+    let pool = pool();
+    let replicator = Replicator::new(ring.clone(), pool.clone(), Arc::new(Metrics::new()));
+    let labels: Vec<String> = (0..20).map(|i| format!(r#"{{app="a", n="{i}"}}"#)).collect();
+    let streams = labels.iter().map(|l| stream(l, &[(MIN, "x"), (MIN + 1, "y")])).collect();
+    replicator.push("t", streams).await.unwrap();
+    // Every stream on exactly three ingesters, and not all on the same three.
+    let held: Vec<usize> = nodes.iter().map(|n| n.ingester.stream_count()).collect();
+    assert_eq!(held.iter().sum::<usize>(), 60, "{held:?}");
+    assert!(held.iter().all(|&h| h < 20), "{held:?}");
+    let got = read_all(&RingIngesters::new(ring, pool)).await;
+    assert_eq!(got.len(), 40);
 }

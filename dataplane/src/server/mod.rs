@@ -133,7 +133,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         let (lifecycler, count) = rings.join_distributors(&cfg, http_addr, &shutdown).await?;
         let target: Arc<dyn PushTarget> = match &local {
             Some(ing) => ing.clone(),
-            None => Arc::new(Replicator::new(rings.ingesters.clone(), pool.clone())),
+            None => Arc::new(Replicator::new(rings.ingesters.clone(), pool.clone(), metrics.clone())),
         };
         let d = Distributor::new(
             limits.clone(),
