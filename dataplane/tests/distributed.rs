@@ -466,3 +466,40 @@ async fn distributors_divide_the_global_rate_limit() {
     .await;
     assert!(body.contains("Ingestion rate limit exceeded for user fake"), "{body}");
 }
+
+/// A starting ingester that cannot reach etcd yet answers every request with 503 `starting`, so
+/// probes and clients see "not ready" instead of a refused connection; once etcd is back it joins
+/// the ring and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_ingester_answers_503_until_it_joined_the_ring() {
+    let mut etcd = EtcdServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    etcd.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = vec![
+        format!("--data.dir={}", dir.path().join("data").display()),
+        "--target=ingester".into(),
+        "--instance.id=ingester-0".into(),
+        "--grpc.addr=127.0.0.1:0".into(),
+        "--ring.store=etcd".into(),
+        format!("--ring.etcd.endpoints={}", etcd.endpoint()),
+        "--ring.etcd.dial-timeout=1s".into(),
+        "--ring.etcd.request-timeout=1s".into(),
+        "--replication-factor=1".into(),
+    ];
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_norn"));
+    let p = NornProcess::spawn(bin, &dir.path().join("norn.log"), &args, &[]).unwrap();
+    let http = reqwest::Client::new();
+    let addr = eventually("the starting process to serve http", DEADLINE, || async { p.http_addr() }).await;
+    for (method, path) in [("GET", "/ready"), ("POST", "/loki/api/v1/push"), ("GET", "/loki/api/v1/labels")] {
+        let url = format!("http://{addr}{path}");
+        let r = http.request(method.parse().unwrap(), url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{method} {path}");
+        assert_eq!(r.text().await.unwrap().trim(), "starting", "{method} {path}");
+    }
+    etcd.restart().await.unwrap_or_else(|e| panic!("{e}"));
+    eventually("the ingester to join the ring and be ready", DEADLINE, || async {
+        let r = http.get(format!("http://{addr}/ready")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+}

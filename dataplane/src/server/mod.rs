@@ -104,16 +104,20 @@ pub(crate) struct App {
 /// Runs the configured roles until `shutdown` fires, then drains HTTP requests and stops the
 /// ingester (leaving the ring, flushing or checkpointing: see [`Member::stop`]).
 pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let Listeners { http, grpc } = listeners;
+    // Until every role is up (ring joined, WAL replayed), HTTP answers 503 rather than refusing
+    // connections: probes and clients see "not ready", not a dead process.
+    let (http, starting) = Starting::serve(http)?;
     let cfg = Arc::new(cfg);
     let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(TenantLimits::new(cfg.limits.clone(), &cfg.overrides).map_err(ServeError::Config)?);
-    let grpc_addr = match &listeners.grpc {
+    let grpc_addr = match &grpc {
         Some(l) => l.local_addr()?,
         None => cfg.grpc.addr,
     };
     // Background work that lives as long as the process: ring watches, heartbeats.
     let background = CancellationToken::new();
-    let http_addr: SocketAddr = listeners.http.local_addr()?;
+    let http_addr: SocketAddr = http.local_addr()?;
     let mut rings = Rings::start(&cfg, background.clone()).await?;
     let store = storage::from_config(&cfg.storage, &cfg.data.dir).await?;
     let index = Arc::new(Index::with_config(store.clone(), &cfg.storage.index));
@@ -158,7 +162,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
 
     // The gRPC server outlives the HTTP server: a leaving ingester serves reads until it left.
     let grpc_stop = CancellationToken::new();
-    let grpc_server = match (listeners.grpc, &ingester) {
+    let grpc_server = match (grpc, &ingester) {
         (Some(listener), Some(ing)) => Some(serve_grpc(&cfg, listener, ing.clone(), grpc_stop.clone())?),
         _ => None,
     };
@@ -172,12 +176,12 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         querier,
         shutdown: shutdown.clone(),
     };
+    starting.stop().await;
     let addr = http_addr;
     tracing::info!(%addr, target = %cfg.target, "norn serving http");
     let http_shutdown = shutdown.clone();
     let routes = router(app).merge(rings.pages());
-    let server =
-        axum::serve(listeners.http, routes).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+    let server = axum::serve(http, routes).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
     // Once shutdown starts, stop taking writes right away: in-flight requests drain while new
     // pushes get 503, and distributors see LEAVING and stop sending.
     let stopper = {
@@ -230,6 +234,40 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
     }
     tracing::info!("norn stopped");
     served.map_err(ServeError::Http)
+}
+
+/// The HTTP server of a starting process: every request gets 503 `starting`. It serves a
+/// duplicate of the HTTP listener, so the real server takes over the same socket; dropping it
+/// (a failed start) stops it too.
+struct Starting {
+    _stop: tokio_util::sync::DropGuard,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Starting {
+    /// Serves `http` until stopped; returns the listener for the real server.
+    fn serve(http: TcpListener) -> std::io::Result<(TcpListener, Starting)> {
+        let http = http.into_std()?;
+        let duplicate = TcpListener::from_std(http.try_clone()?)?;
+        tracing::info!(addr = %http.local_addr()?, "norn starting: serving http, 503 until ready");
+        let stop = CancellationToken::new();
+        let routes = Router::new().fallback(|| async { text(StatusCode::SERVICE_UNAVAILABLE, "starting") });
+        let until = stop.clone();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(duplicate, routes).with_graceful_shutdown(until.cancelled_owned());
+            if let Err(err) = server.await {
+                tracing::warn!(%err, "http server of the starting process failed");
+            }
+        });
+        Ok((TcpListener::from_std(http)?, Starting { _stop: stop.clone().drop_guard(), stop, task }))
+    }
+
+    /// Stops taking connections and finishes the answers under way.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }
 
 /// Registers the ingester in the ring (JOINING), replays its WAL and goes ACTIVE.
