@@ -75,6 +75,8 @@ pub struct Metrics {
     pub ingester_append_failures: Family<IngesterLabel, Counter>,
     /// Pushes refused because a stream could not reach its quorum.
     pub replication_failures: Counter,
+    /// Writes to ingester replicas under way, including those a push no longer waits for.
+    pub replica_writes_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -99,6 +101,7 @@ impl Metrics {
             request_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))),
             ingester_append_failures: Family::default(),
             replication_failures: Counter::default(),
+            replica_writes_in_flight: Gauge::default(),
         };
         {
             let mut r = m.registry.lock();
@@ -141,6 +144,11 @@ impl Metrics {
                 "distributor_replication_failures",
                 "Pushes refused because a stream could not reach its replication quorum",
                 m.replication_failures.clone(),
+            );
+            r.register(
+                "distributor_replica_writes_in_flight",
+                "Writes to ingester replicas under way, including those past their push's quorum",
+                m.replica_writes_in_flight.clone(),
             );
         }
         m

@@ -307,6 +307,14 @@ async fn shutdown_with_flush_moves_chunks_to_s3_and_leaves_the_ring() {
     let mut load = Load::new("shutdown");
     push_all(&c, &mut load, 6).await;
     let total = load.total();
+    // A push is acknowledged at quorum; wait for the third replica's writes too, so ingester-0
+    // holds every line before it leaves.
+    let metrics = c.distributor().url("/metrics");
+    eventually("every replica write to finish", DEADLINE, || async {
+        let text = c.http.get(&metrics).send().await.ok()?.text().await.ok()?;
+        text.lines().any(|l| l == "norn_distributor_replica_writes_in_flight 0").then_some(())
+    })
+    .await;
 
     let r = c.http.post(c.ingester(0).url("/ingester/prepare_shutdown")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);

@@ -127,11 +127,14 @@ impl PushTarget for Replicator {
                 let addr = view.snapshot.member(member).map(|m| m.addr.to_string()).unwrap_or_default();
                 let (positions, body, tx) = (positions.clone(), body.clone(), tx.clone());
                 let client = self.pool.get(&addr);
+                let in_flight = self.metrics.replica_writes_in_flight.clone();
+                in_flight.inc();
                 tokio::spawn(async move {
                     let result = match client {
                         Ok(c) => c.push(body).await,
                         Err(e) => Err(e),
                     };
+                    in_flight.dec();
                     // The push may have been decided already; then nobody listens.
                     let _ = tx.send((positions, result));
                 });
