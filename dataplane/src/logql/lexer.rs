@@ -469,6 +469,34 @@ fn lit_name(prefix: char) -> &'static str {
     }
 }
 
+/// Scans the escape after a backslash (at the cursor) in a literal quoted with `quote`, Go's
+/// rules; false when it is not a valid escape.
+fn scan_escape(cur: &mut Cursor<'_>, quote: char) -> bool {
+    cur.bump();
+    match cur.peek() {
+        Some(c @ ('a' | 'b' | 'f' | 'n' | 'r' | 't' | 'v' | '\\' | '"' | '\''))
+            if c == quote || !matches!(c, '"' | '\'') =>
+        {
+            cur.bump();
+            true
+        }
+        Some('0'..='7') => scan_escape_digits(cur, 8, 3),
+        Some('x') => {
+            cur.bump();
+            scan_escape_digits(cur, 16, 2)
+        }
+        Some('u') => {
+            cur.bump();
+            scan_escape_digits(cur, 16, 4)
+        }
+        Some('U') => {
+            cur.bump();
+            scan_escape_digits(cur, 16, 8)
+        }
+        _ => false,
+    }
+}
+
 fn lex_string(cur: &mut Cursor<'_>, start: usize, line: u32, col: u32) -> Token {
     let err = |msg: &str, end: usize| token(Tok::Error, start, end, line, col, true, TokVal::Error(msg.to_string()));
     cur.bump();
@@ -483,27 +511,7 @@ fn lex_string(cur: &mut Cursor<'_>, start: usize, line: u32, col: u32) -> Token 
                 break;
             }
             Some('\\') => {
-                cur.bump();
-                let ok = match cur.peek() {
-                    Some('a' | 'b' | 'f' | 'n' | 'r' | 't' | 'v' | '\\' | '"') => {
-                        cur.bump();
-                        true
-                    }
-                    Some('0'..='7') => scan_escape_digits(cur, 8, 3),
-                    Some('x') => {
-                        cur.bump();
-                        scan_escape_digits(cur, 16, 2)
-                    }
-                    Some('u') => {
-                        cur.bump();
-                        scan_escape_digits(cur, 16, 4)
-                    }
-                    Some('U') => {
-                        cur.bump();
-                        scan_escape_digits(cur, 16, 8)
-                    }
-                    _ => false,
-                };
+                let ok = scan_escape(cur, '"');
                 if !ok && first_err.is_none() {
                     first_err = Some("invalid char escape");
                 }
@@ -625,27 +633,7 @@ fn lex_char_literal(cur: &mut Cursor<'_>, start: usize, line: u32, col: u32) -> 
                 break;
             }
             Some('\\') => {
-                cur.bump();
-                let ok = match cur.peek() {
-                    Some('a' | 'b' | 'f' | 'n' | 'r' | 't' | 'v' | '\\' | '\'') => {
-                        cur.bump();
-                        true
-                    }
-                    Some('0'..='7') => scan_escape_digits(cur, 8, 3),
-                    Some('x') => {
-                        cur.bump();
-                        scan_escape_digits(cur, 16, 2)
-                    }
-                    Some('u') => {
-                        cur.bump();
-                        scan_escape_digits(cur, 16, 4)
-                    }
-                    Some('U') => {
-                        cur.bump();
-                        scan_escape_digits(cur, 16, 8)
-                    }
-                    _ => false,
-                };
+                let ok = scan_escape(cur, '\'');
                 if !ok && first_err.is_none() {
                     first_err = Some("invalid char escape");
                 }
