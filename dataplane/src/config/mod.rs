@@ -273,6 +273,12 @@ impl Targets {
         self.0.contains(&r)
     }
 
+    /// Whether the process answers queries: a querier, or a query frontend, which Norn runs as
+    /// a querier (it does not split or cache queries yet).
+    pub fn serves_queries(&self) -> bool {
+        self.has(Role::Querier) || self.has(Role::QueryFrontend)
+    }
+
     pub fn is_all(&self) -> bool {
         self.0.len() == Role::ALL.len()
     }
@@ -408,7 +414,7 @@ impl Config {
         if self.distributor.max_recv_msg_size.bytes() == 0 {
             return Err("distributor.max_recv_msg_size must be greater than 0".into());
         }
-        let needs_ingesters = self.target.has(Role::Distributor) || self.target.has(Role::Querier);
+        let needs_ingesters = self.target.has(Role::Distributor) || self.target.serves_queries();
         if needs_ingesters && !self.target.has(Role::Ingester) && !self.distributed() {
             return Err(format!(
                 "target {} reaches ingesters in other processes, which needs a shared ring: set ring.store: etcd (the in-memory ring only holds an ingester of this process)",

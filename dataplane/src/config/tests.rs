@@ -45,6 +45,7 @@ fn the_issue_flags_mirror_their_keys() {
     .unwrap();
     assert!(cfg.target.has(Role::Distributor) && cfg.target.has(Role::Ingester));
     assert!(!cfg.target.has(Role::Querier));
+    assert!(!cfg.target.serves_queries());
     assert_eq!(cfg.target.to_string(), "distributor,ingester");
     assert_eq!(cfg.http.addr.port(), 1);
     assert_eq!(cfg.grpc.addr.port(), 2);
@@ -147,7 +148,7 @@ fn per_tenant_overrides_are_validated_at_load() {
 #[test]
 fn roles_apart_need_a_shared_ring() {
     let tree = |target: &str, store: &str| serde_json::json!({"target": target, "ring": {"store": store, "etcd": {"endpoints": ["127.0.0.1:2379"]}}});
-    for target in ["distributor", "querier", "distributor,querier"] {
+    for target in ["distributor", "querier", "query-frontend", "distributor,querier"] {
         let cfg = Config::from_tree(tree(target, "inmemory")).unwrap();
         let err = cfg.validate().unwrap_err();
         assert!(err.contains("ring.store: etcd"), "{err}");
@@ -156,4 +157,7 @@ fn roles_apart_need_a_shared_ring() {
     for target in ["all", "ingester", "distributor,ingester"] {
         Config::from_tree(tree(target, "inmemory")).unwrap().validate().unwrap();
     }
+    // A query frontend answers queries as a querier does (no splitting or caching yet).
+    let frontend = Config::from_tree(tree("query-frontend", "etcd")).unwrap();
+    assert!(frontend.target.serves_queries() && !frontend.target.has(Role::Querier));
 }

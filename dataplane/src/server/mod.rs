@@ -150,7 +150,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
     } else {
         (None, None)
     };
-    let querier = cfg.target.has(Role::Querier).then(|| {
+    let querier = cfg.target.serves_queries().then(|| {
         let recent: Arc<dyn IngesterData> = match &local {
             Some(ing) => ing.clone(),
             None => Arc::new(RingIngesters::new(rings.ingesters.clone(), pool.clone())),
