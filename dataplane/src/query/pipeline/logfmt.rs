@@ -315,12 +315,7 @@ impl LogfmtStage {
                 break;
             }
         }
-        if self.strict
-            && let Some(e) = dec.err.take()
-        {
-            labels.set_err(LOGFMT_ERROR);
-            labels.set_err_details(&e);
-        }
+        self.report_strict_error(dec, labels);
     }
 
     /// `logfmt a="b", c`: every listed label is set (empty when the key is missing); a key is
@@ -375,6 +370,11 @@ impl LogfmtStage {
                 break;
             }
         }
+        self.report_strict_error(dec, labels);
+    }
+
+    /// With `--strict`, the decoder's first error becomes the line's `__error__`.
+    fn report_strict_error(&self, dec: &mut Decoder, labels: &mut LineLabels) {
         if self.strict
             && let Some(e) = dec.err.take()
         {
