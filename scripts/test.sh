@@ -50,6 +50,19 @@ export PATH="$PWD/.venv/bin:$PATH"
 # Keep builds inside the machine: two cores, one shared target directory.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
+# cargo-nextest runs each test in its own process (a hung or crashing test names itself);
+# installed from crates.io when missing.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest from crates.io"
+    cargo install --locked --quiet cargo-nextest
+fi
+for tool in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$tool"; then
+        log "$tool is not installed for the pinned toolchain; adding it"
+        rustup component add "$tool"
+    fi
+done
+
 log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy"

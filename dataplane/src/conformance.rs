@@ -15,6 +15,7 @@ use crate::config::units::{ByteSize, Dur};
 use crate::config::{Config, SyncMode};
 use crate::distributor::{Distributor, PushBody};
 use crate::entry::Entry;
+use crate::frontend::Frontend;
 use crate::ingester::{Ingester, SingleProcess};
 use crate::labels::Labels;
 use crate::limits::TenantLimits;
@@ -48,20 +49,47 @@ struct Loaded {
     distributor: Distributor,
     ingester: Arc<Ingester>,
     querier: Querier,
+    /// With [`RealHarness::through_frontend`], the frontend queries go through.
+    frontend: Option<Frontend>,
+    /// Stops the frontend's workers.
+    _workers: tokio_util::sync::DropGuard,
     _dir: tempfile::TempDir,
 }
 
 /// Runs scripts against a real distributor, ingester and querier.
 pub struct RealHarness {
     location: DataLocation,
+    frontend: bool,
     loaded: Option<Loaded>,
+    /// Sub-queries by kind (and `split`: time splits) that frontends of data sets no longer
+    /// loaded ran.
+    ran: HashMap<String, u64>,
 }
+
+/// The split interval of [`RealHarness::through_frontend`]: a minute, the step of most evals,
+/// so range queries are cut into one split per step or few.
+pub const FRONTEND_SPLIT: Dur = Dur::secs(60);
+/// The shards of every shardable query through the frontend.
+pub const FRONTEND_SHARDS: u32 = 3;
 
 const TENANT: &str = "conformance";
 
 impl RealHarness {
     pub fn new(location: DataLocation) -> Self {
-        Self { location, loaded: None }
+        Self { location, frontend: false, loaded: None, ran: HashMap::new() }
+    }
+
+    /// Queries go through a query frontend that splits every range query at
+    /// [`FRONTEND_SPLIT`] boundaries, shards every shardable one into [`FRONTEND_SHARDS`] and
+    /// caches results, run by in-process workers over the same querier.
+    pub fn through_frontend(location: DataLocation) -> Self {
+        Self { location, frontend: true, loaded: None, ran: HashMap::new() }
+    }
+
+    /// Sub-queries the frontend ran, by kind (`query`, `shard`, ...), over every script so far.
+    pub fn frontend_subqueries(&self, kind: &str) -> u64 {
+        let current = self.loaded.as_ref().and_then(|l| l.frontend.as_ref()).map_or(0, |f| count(f, kind));
+        self.ran.get(kind).copied().unwrap_or(0) + current
     }
 
     /// The configuration of the process under test: Loki's query limits, but ingestion limits
@@ -78,6 +106,8 @@ impl RealHarness {
         cfg.limits.per_stream_rate_limit_burst = ByteSize(u64::MAX / 4);
         cfg.limits.max_global_streams_per_user = 0;
         cfg.limits.max_query_length = Dur::secs(0);
+        cfg.limits.split_queries_by_interval = FRONTEND_SPLIT;
+        cfg.query_range.shards = FRONTEND_SHARDS;
         cfg
     }
 
@@ -85,6 +115,7 @@ impl RealHarness {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let cfg = Self::config(dir.path());
         let metrics = Arc::new(Metrics::new());
+        let metrics_for_frontend = metrics.clone();
         let limits = Arc::new(TenantLimits::new(cfg.limits.clone(), &cfg.overrides)?);
         let store = storage::from_config(&cfg.storage, &cfg.data.dir).await.map_err(|e| e.to_string())?;
         let index = Arc::new(Index::with_config(store.clone(), &cfg.storage.index));
@@ -105,10 +136,33 @@ impl RealHarness {
             metrics,
             cfg.distributor.max_recv_msg_size.as_usize(),
         );
-        let querier =
-            Querier::new(cfg.querier.clone(), Some(ingester.clone() as Arc<dyn IngesterData>), store, index, limits);
-        Ok(Loaded { distributor, ingester, querier, _dir: dir })
+        let querier = Querier::new(
+            cfg.querier.clone(),
+            Some(ingester.clone() as Arc<dyn IngesterData>),
+            store,
+            index,
+            limits.clone(),
+        );
+        let workers = tokio_util::sync::CancellationToken::new();
+        let frontend = self.frontend.then(|| {
+            let cache = crate::frontend::cache::EmbeddedCache::new(64 << 20, std::time::Duration::from_secs(3600));
+            let cache = crate::frontend::ResultsCache::new(Arc::new(cache), &metrics_for_frontend);
+            let f = Frontend::new(
+                cfg.frontend.clone(),
+                cfg.query_range.clone(),
+                limits,
+                Some(cache),
+                &metrics_for_frontend,
+            );
+            crate::frontend::worker::spawn_local(&f, querier.clone(), "conformance", 4, workers.clone());
+            f
+        });
+        Ok(Loaded { distributor, ingester, querier, frontend, _workers: workers.drop_guard(), _dir: dir })
     }
+}
+
+fn count(f: &Frontend, kind: &str) -> u64 {
+    if kind == "split" { f.split_count() } else { f.subquery_count(kind) }
 }
 
 /// A snappy-compressed protobuf push of one stream.
@@ -145,6 +199,11 @@ impl Harness for RealHarness {
     async fn load(&mut self, streams: Vec<(Labels, Vec<Entry>)>) -> Result<(), String> {
         if let Some(old) = self.loaded.take() {
             old.ingester.stop_accepting();
+            if let Some(f) = &old.frontend {
+                for kind in ["query", "shard", "split"] {
+                    *self.ran.entry(kind.to_string()).or_default() += count(f, kind);
+                }
+            }
         }
         let loaded = self.start().await?;
         // A label set seen again is a new chunk of the same stream (the script flushed).
@@ -172,11 +231,12 @@ impl Harness for RealHarness {
 
     async fn eval(&mut self, query: &str, params: &QueryParams) -> Result<Value, EvalFailure> {
         let loaded = self.loaded.as_ref().ok_or_else(|| EvalFailure::Harness("no data loaded".into()))?;
-        let out = loaded
-            .querier
-            .query(&[TENANT.to_string()], query, params)
-            .await
-            .map_err(|e| EvalFailure::Query(e.to_string()))?;
+        let tenants = [TENANT.to_string()];
+        let out = match &loaded.frontend {
+            Some(f) => f.query(&tenants, query, params).await,
+            None => loaded.querier.query(&tenants, query, params).await,
+        }
+        .map_err(|e| EvalFailure::Query(e.to_string()))?;
         Ok(out.value)
     }
 }

@@ -11,6 +11,7 @@ pub mod distributor;
 pub mod entry;
 pub mod error;
 pub mod etcd;
+pub mod frontend;
 pub mod ingester;
 pub mod labels;
 pub mod limits;

@@ -68,8 +68,26 @@ pub struct Limits {
     pub max_query_series: usize,
     /// Longest time range of one query (0 = no limit).
     pub max_query_length: Dur,
-    /// Longest a query may run.
+    /// Longest a query may run, including the time its sub-queries wait in the query
+    /// frontend's queue.
     pub query_timeout: Dur,
+    /// The query frontend cuts range queries into pieces of this length, aligned to multiples
+    /// of it (0 = no splitting).
+    pub split_queries_by_interval: Dur,
+    /// The same for label and series lookups.
+    pub split_metadata_queries_by_interval: Dur,
+    /// Most sub-queries of one query in flight at once.
+    pub max_query_parallelism: usize,
+    /// Most shards a shardable query is cut into.
+    pub tsdb_max_query_parallelism: usize,
+    /// Shard a shardable query so that each shard of a split reads about this many
+    /// uncompressed bytes (by the index statistics of its range).
+    pub tsdb_max_bytes_per_shard: ByteSize,
+    /// Queriers one tenant's sub-queries may use (0 = all): shuffle sharding, so one tenant
+    /// cannot occupy every querier.
+    pub max_queriers_per_tenant: usize,
+    /// Results newer than this are never cached: late data may still change them.
+    pub max_cache_freshness_per_query: Dur,
 }
 
 impl Default for Limits {
@@ -98,6 +116,13 @@ impl Default for Limits {
             max_query_series: 500,
             max_query_length: Dur::hours(721),
             query_timeout: Dur::mins(1),
+            split_queries_by_interval: Dur::hours(1),
+            split_metadata_queries_by_interval: Dur::hours(24),
+            max_query_parallelism: 32,
+            tsdb_max_query_parallelism: 128,
+            tsdb_max_bytes_per_shard: ByteSize(600 << 20),
+            max_queriers_per_tenant: 0,
+            max_cache_freshness_per_query: Dur::mins(10),
         }
     }
 }
@@ -163,6 +188,12 @@ impl TenantLimits {
 
     pub fn defaults(&self) -> &Arc<Limits> {
         &self.defaults
+    }
+
+    /// The strictest (smallest) of the tenants' values of a limit, for requests over several
+    /// tenants; the default's value for none.
+    pub fn strictest<T: Ord + Copy>(&self, tenants: &[String], f: impl Fn(&Limits) -> T) -> T {
+        tenants.iter().map(|t| f(self.get(t))).min().unwrap_or_else(|| f(&self.defaults))
     }
 }
 

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         init_tracing(&cfg);
     }
     let result = match cli.subcommand {
-        Some(Subcommand::Logqltest { paths, from_store }) => return logqltest(paths, from_store),
+        Some(Subcommand::Logqltest { paths, from_store, frontend }) => return logqltest(paths, from_store, frontend),
         None => run(cfg),
     };
     match result {
@@ -74,9 +74,10 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     })
 }
 
-/// Runs `.logqltest` scripts through the real push, storage and query paths; exit status 1 when
-/// any eval fails.
-fn logqltest(paths: Vec<String>, from_store: bool) -> ExitCode {
+/// Runs `.logqltest` scripts through the real push, storage and query paths (and, with
+/// `frontend`, a query frontend with forced splitting and sharding); exit status 1 when any eval
+/// fails.
+fn logqltest(paths: Vec<String>, from_store: bool, frontend: bool) -> ExitCode {
     let location = if from_store { DataLocation::Store } else { DataLocation::Memory };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -87,7 +88,7 @@ fn logqltest(paths: Vec<String>, from_store: bool) -> ExitCode {
     };
     let paths: Vec<std::path::PathBuf> = paths.into_iter().map(Into::into).collect();
     let result = runtime.block_on(async move {
-        let mut harness = RealHarness::new(location);
+        let mut harness = if frontend { RealHarness::through_frontend(location) } else { RealHarness::new(location) };
         run_scripts(&paths, &mut harness, &mut std::io::stdout()).await
     });
     match result {

@@ -161,6 +161,11 @@ impl Metrics {
         self.discarded_bytes.get_or_create(&l).inc_by(bytes);
     }
 
+    /// Registers a metric a component owns (its own counters, gauges and families).
+    pub fn register(&self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+        self.registry.lock().register(name, help, metric);
+    }
+
     /// Registers a value read at scrape time.
     pub fn register_sampled(
         &self,

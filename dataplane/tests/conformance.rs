@@ -21,9 +21,12 @@ fn scripts() -> PathBuf {
 }
 
 async fn run_all(location: DataLocation) {
-    let mut harness = RealHarness::new(location);
+    run_with(&mut RealHarness::new(location), location).await;
+}
+
+async fn run_with(harness: &mut RealHarness, location: DataLocation) {
     let mut out = Vec::new();
-    let summary = run(&[scripts()], &mut harness, &mut out).await.expect("reading the scripts");
+    let summary = run(&[scripts()], harness, &mut out).await.expect("reading the scripts");
     let out = String::from_utf8_lossy(&out);
     assert!(summary.ok(), "{}:\n{out}", location.name());
     assert_eq!(summary.passed, EVALS, "{}:\n{out}", location.name());
@@ -38,6 +41,29 @@ async fn every_eval_passes_over_ingester_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_eval_passes_over_the_object_store() {
     run_all(DataLocation::Store).await;
+}
+
+/// Every eval through a query frontend that splits at one minute and cuts every shardable
+/// query into three shards, with the results cache on: the answers do not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_eval_passes_through_a_splitting_and_sharding_frontend() {
+    through_frontend(DataLocation::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_eval_passes_through_the_frontend_over_the_object_store() {
+    through_frontend(DataLocation::Store).await;
+}
+
+async fn through_frontend(location: DataLocation) {
+    let mut harness = RealHarness::through_frontend(location);
+    run_with(&mut harness, location).await;
+    // The answers were really assembled from splits and shards.
+    let (splits, shards) = (harness.frontend_subqueries("split"), harness.frontend_subqueries("shard"));
+    println!("{}: {splits} time splits, {shards} shard sub-queries", location.name());
+    // 298 range evals, most over several minutes: well over one split each.
+    assert!(splits > 2 * 298, "range queries were cut into only {splits} splits");
+    assert!(shards > 3 * 543, "only {shards} shard sub-queries");
 }
 
 /// The CLI prints a line per file and the totals, and fails when an eval fails.

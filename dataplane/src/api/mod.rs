@@ -15,11 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::error::HasKind;
+use crate::frontend::Frontend;
 use crate::logql::{self, Expr};
 use crate::querier::{Querier, QueryError, aggregate_volumes};
 use crate::query::Value;
 use crate::query::value::{Sample, Series};
-use crate::server::{ApiError, App, text};
+use crate::server::app::{ApiError, App, text};
 use encode::LabelEncoding;
 use params::Params;
 
@@ -54,7 +55,7 @@ fn request_params(raw: Option<String>, body: &Bytes) -> Params {
 /// The tenants a read is for: `X-Scope-OrgID` (`a|b` for several) with auth, `fake` without.
 pub(crate) fn read_tenants(app: &App, headers: &HeaderMap) -> Result<Vec<String>, ApiError> {
     if !app.cfg.auth.enabled {
-        return Ok(vec![crate::server::DEFAULT_TENANT.to_string()]);
+        return Ok(vec![crate::server::app::DEFAULT_TENANT.to_string()]);
     }
     let raw = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok()).unwrap_or("").trim();
     if raw.is_empty() {
@@ -72,6 +73,87 @@ pub(crate) fn read_tenants(app: &App, headers: &HeaderMap) -> Result<Vec<String>
 
 fn querier(app: &App) -> Result<&Querier, ApiError> {
     app.querier.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this process does not run a querier".into()))
+}
+
+/// What answers a read: the query frontend when the process runs one, else the querier.
+#[derive(Clone, Copy)]
+enum Reader<'a> {
+    Frontend(&'a Frontend),
+    Querier(&'a Querier),
+}
+
+fn reader(app: &App) -> Result<Reader<'_>, ApiError> {
+    match &app.frontend {
+        Some(f) => Ok(Reader::Frontend(f)),
+        None => querier(app).map(Reader::Querier),
+    }
+}
+
+impl Reader<'_> {
+    async fn query(
+        self,
+        tenants: &[String],
+        query: &str,
+        params: &crate::query::QueryParams,
+    ) -> Result<crate::querier::QueryOutput, QueryError> {
+        match self {
+            Reader::Frontend(f) => f.query(tenants, query, params).await,
+            Reader::Querier(q) => q.query(tenants, query, params).await,
+        }
+    }
+
+    async fn labels(
+        self,
+        tenants: &[String],
+        name: Option<&str>,
+        selector: &[logql::Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        match self {
+            Reader::Frontend(f) => f.labels(tenants, name, selector, from, through).await,
+            Reader::Querier(q) => q.labels(tenants, name, selector, from, through).await,
+        }
+    }
+
+    async fn series(
+        self,
+        tenants: &[String],
+        selectors: &[Vec<logql::Matcher>],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<crate::labels::SharedLabels>, QueryError> {
+        match self {
+            Reader::Frontend(f) => f.series(tenants, selectors, from, through).await,
+            Reader::Querier(q) => q.series(tenants, selectors, from, through).await,
+        }
+    }
+
+    async fn index_stats(
+        self,
+        tenants: &[String],
+        selector: &[logql::Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<crate::querier::IndexStats, QueryError> {
+        match self {
+            Reader::Frontend(f) => f.index_stats(tenants, selector, from, through).await,
+            Reader::Querier(q) => q.index_stats(tenants, selector, from, through).await,
+        }
+    }
+
+    async fn volumes(
+        self,
+        tenants: &[String],
+        selector: &[logql::Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<(crate::labels::SharedLabels, crate::querier::SeriesVolume)>, QueryError> {
+        match self {
+            Reader::Frontend(f) => f.volumes(tenants, selector, from, through).await,
+            Reader::Querier(q) => q.volumes(tenants, selector, from, through).await,
+        }
+    }
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -113,7 +195,7 @@ fn respond(r: Result<Response, ApiError>) -> Response {
 }
 
 async fn run_query(app: &App, headers: &HeaderMap, p: Params, instant: bool) -> Result<Response, ApiError> {
-    let q = querier(app)?;
+    let q = reader(app)?;
     let tenants = read_tenants(app, headers)?;
     let text_query = params::query(&p).map_err(bad)?;
     let qp = if instant { params::instant_params(&p) } else { params::range_params(&p) }.map_err(bad)?;
@@ -156,7 +238,7 @@ async fn label_values(
 }
 
 async fn labels(app: &App, headers: &HeaderMap, p: Params, name: Option<String>) -> Result<Response, ApiError> {
-    let q = querier(app)?;
+    let q = reader(app)?;
     let tenants = read_tenants(app, headers)?;
     let (start, end) = params::time_range(&p).map_err(bad)?;
     let selector = optional_selector(&p)?;
@@ -170,7 +252,7 @@ async fn series(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQu
 }
 
 async fn run_series(app: &App, headers: &HeaderMap, p: Params) -> Result<Response, ApiError> {
-    let q = querier(app)?;
+    let q = reader(app)?;
     let tenants = read_tenants(app, headers)?;
     let (start, end) = params::time_range(&p).map_err(bad)?;
     let mut raw = p.all("match[]");
@@ -185,7 +267,7 @@ async fn run_series(app: &App, headers: &HeaderMap, p: Params) -> Result<Respons
 async fn index_stats(State(app): State<App>, headers: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {
     let run = async {
         let p = request_params(raw, &body);
-        let q = querier(&app)?;
+        let q = reader(&app)?;
         let tenants = read_tenants(&app, &headers)?;
         let (start, end) = params::time_range(&p).map_err(bad)?;
         let selector = optional_selector(&p)?;
@@ -219,7 +301,7 @@ async fn volume_range(State(app): State<App>, headers: HeaderMap, RawQuery(raw):
 }
 
 async fn run_volume(app: &App, headers: &HeaderMap, p: Params, range: bool) -> Result<Response, ApiError> {
-    let q = querier(app)?;
+    let q = reader(app)?;
     let tenants = read_tenants(app, headers)?;
     let (start, end) = params::time_range(&p).map_err(bad)?;
     let selector = logql::parse_matchers(params::query(&p).map_err(bad)?).map_err(|e| bad(e.to_string()))?;

@@ -19,7 +19,7 @@ use super::{bad, querier, read_tenants};
 use crate::entry::Direction;
 use crate::logql::{self, Expr};
 use crate::query::{QueryParams, Value};
-use crate::server::{ApiError, App};
+use crate::server::app::{ApiError, App};
 use crate::timeutil::now_nanos;
 
 /// How often a tail looks for new entries.

@@ -50,6 +50,8 @@ pub enum Subcommand {
         paths: Vec<String>,
         /// Query the data from the object store (after a flush) instead of ingester memory.
         from_store: bool,
+        /// Send every query through a query frontend with splitting and sharding forced on.
+        frontend: bool,
     },
 }
 
@@ -132,6 +134,12 @@ pub fn command() -> Command {
                         .default_value("memory")
                         .help("query the loaded data in ingester memory, or flush it to the object store first"),
                 )
+                .arg(
+                    Arg::new("frontend")
+                        .long("frontend")
+                        .action(ArgAction::SetTrue)
+                        .help("send every query through a query frontend that splits at 1m and cuts shardable queries into 3 shards"),
+                )
                 .arg(Arg::new("paths").num_args(1..).required(true).value_name("DIR|FILE")),
         );
     for leaf in leaves() {
@@ -190,7 +198,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<CliArgs, clap::Er
     if let Some(("logqltest", sub)) = matches.subcommand() {
         let paths = sub.get_many::<String>("paths").map(|v| v.cloned().collect()).unwrap_or_default();
         let from_store = sub.get_one::<String>("from").is_some_and(|f| f == "store");
-        out.subcommand = Some(Subcommand::Logqltest { paths, from_store });
+        let frontend = sub.get_flag("frontend");
+        out.subcommand = Some(Subcommand::Logqltest { paths, from_store, frontend });
     }
     Ok(out)
 }

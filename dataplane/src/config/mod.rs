@@ -39,6 +39,12 @@ pub struct Config {
     /// How distributors and queriers call ingesters.
     pub ingester_client: crate::rpc::ClientConfig,
     pub querier: crate::querier::QuerierConfig,
+    /// The query frontend's queue.
+    pub frontend: crate::frontend::FrontendConfig,
+    /// How a querier pulls work from query frontends.
+    pub frontend_worker: crate::frontend::FrontendWorkerConfig,
+    /// Splitting, sharding, retries and the results cache of the query frontend.
+    pub query_range: crate::frontend::QueryRangeConfig,
     pub storage: StorageConfig,
     /// Limits for every tenant without an override.
     pub limits: Limits,
@@ -273,8 +279,8 @@ impl Targets {
         self.0.contains(&r)
     }
 
-    /// Whether the process answers queries: a querier, or a query frontend, which Norn runs as
-    /// a querier (it does not split or cache queries yet).
+    /// Whether the process answers queries: a querier, or a query frontend (which also reads
+    /// ingesters and the store itself for `tail`).
     pub fn serves_queries(&self) -> bool {
         self.has(Role::Querier) || self.has(Role::QueryFrontend)
     }
@@ -425,6 +431,8 @@ impl Config {
             return Err("grpc.max_recv_msg_size must be at least 1MiB".into());
         }
         self.ingester_client.validate()?;
+        self.frontend_worker.validate()?;
+        self.query_range.validate()?;
         self.storage.validate()?;
         self.instance.validate()?;
         self.ring.validate()?;

@@ -111,6 +111,10 @@ impl<'de> Deserialize<'de> for ByteSize {
 pub struct Dur(pub Duration);
 
 impl Dur {
+    pub const fn millis(n: u64) -> Self {
+        Self(Duration::from_millis(n))
+    }
+
     pub const fn secs(n: u64) -> Self {
         Self(Duration::from_secs(n))
     }

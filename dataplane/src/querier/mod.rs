@@ -16,10 +16,12 @@ use crate::entry::Direction;
 use crate::labels::{Labels, SharedLabels};
 use crate::limits::TenantLimits;
 use crate::logql::{self, Expr, Matcher};
+use crate::query::metric::{LeafRows, MetricPlan};
 use crate::query::source::matches_all;
 use crate::query::{Engine, EvalError, EvalLimits, QueryParams, Value};
 use crate::storage::{Index, ObjectStore};
 pub use ingesters::{IngesterData, RingIngesters};
+pub use source::Shard;
 use source::{QuerierSource, SourceStats, TENANT_LABEL};
 
 /// `querier:` settings.
@@ -48,6 +50,9 @@ pub enum QueryError {
     /// Bad parameters or a query limit (400).
     #[error("{0}")]
     Invalid(String),
+    /// Too many requests of the tenant are waiting (429).
+    #[error("{0}")]
+    RateLimited(String),
     #[error("{0}")]
     Eval(#[from] EvalError),
 }
@@ -56,6 +61,7 @@ impl crate::error::HasKind for QueryError {
     fn kind(&self) -> crate::error::ErrorKind {
         match self {
             QueryError::Parse(_) | QueryError::Invalid(_) => crate::error::ErrorKind::Invalid,
+            QueryError::RateLimited(_) => crate::error::ErrorKind::RateLimited,
             QueryError::Eval(e) => e.kind(),
         }
     }
@@ -102,45 +108,35 @@ impl Querier {
         Self { cfg, ingesters, store, index, limits, slots }
     }
 
-    fn source(&self, tenants: &[String]) -> (Arc<QuerierSource>, Arc<SourceStats>) {
+    fn source(&self, tenants: &[String], shard: Option<Shard>) -> (Arc<QuerierSource>, Arc<SourceStats>) {
         let stats = Arc::new(SourceStats::default());
-        let src = QuerierSource { querier: self.clone(), tenants: tenants.to_vec(), stats: stats.clone() };
+        let src = QuerierSource { querier: self.clone(), tenants: tenants.to_vec(), stats: stats.clone(), shard };
         (Arc::new(src), stats)
     }
 
     /// The strictest of the tenants' values of a limit (multi-tenant queries).
     fn strictest<T: Ord + Copy>(&self, tenants: &[String], f: impl Fn(&crate::limits::Limits) -> T) -> T {
-        tenants.iter().map(|t| f(self.limits.get(t))).min().unwrap_or_else(|| f(self.limits.defaults()))
+        self.limits.strictest(tenants, f)
     }
 
     /// The most entries one log query of `tenants` may ask for (`max_entries_limit_per_query`).
     pub fn max_entries(&self, tenants: &[String]) -> usize {
-        self.strictest(tenants, |l| {
-            if l.max_entries_limit_per_query == 0 { usize::MAX } else { l.max_entries_limit_per_query }
-        })
+        max_entries(&self.limits, tenants)
     }
 
     /// Checks the limits that apply before evaluation: entries per query and query length.
-    fn check_limits(&self, tenants: &[String], expr: &Expr, params: &QueryParams) -> Result<(), QueryError> {
-        let max_entries = self.max_entries(tenants);
-        if matches!(expr, Expr::Log(_)) && params.limit > max_entries {
-            return Err(QueryError::Invalid(format!(
-                "max entries limit per query exceeded, limit > max_entries_limit_per_query ({} > {max_entries})",
-                params.limit
-            )));
-        }
-        let max_len = self.strictest(tenants, |l| {
-            if l.max_query_length.get().is_zero() { Duration::MAX } else { l.max_query_length.get() }
-        });
-        let len = Duration::from_nanos(params.end.saturating_sub(params.start).max(0) as u64);
-        if len > max_len {
-            return Err(QueryError::Invalid(format!(
-                "the query time range exceeds the limit (query length: {}, limit: {})",
-                crate::config::units::Dur(len),
-                crate::config::units::Dur(max_len)
-            )));
-        }
-        Ok(())
+    pub fn check_limits(&self, tenants: &[String], expr: &Expr, params: &QueryParams) -> Result<(), QueryError> {
+        check_limits(&self.limits, tenants, expr, params)
+    }
+
+    /// The tenants' `max_query_series` (no limit as `usize::MAX`).
+    pub fn max_series(&self, tenants: &[String]) -> usize {
+        self.strictest(tenants, |l| if l.max_query_series == 0 { usize::MAX } else { l.max_query_series })
+    }
+
+    /// The tenants' `query_timeout`.
+    pub fn timeout(&self, tenants: &[String]) -> Duration {
+        self.strictest(tenants, |l| l.query_timeout.get())
     }
 
     /// Parses and evaluates a query for `tenants`, within the tenants' limits and timeout.
@@ -152,6 +148,48 @@ impl Querier {
     ) -> Result<QueryOutput, QueryError> {
         let expr = logql::parse_expr(query)?;
         self.check_limits(tenants, &expr, params)?;
+        let engine = Engine::new(EvalLimits { max_series: self.max_series(tenants) });
+        let (out, stats, exec_time, queue_time) =
+            self.evaluate(tenants, None, |source| async move { engine.query(source, &expr, params).await }).await?;
+        Ok(QueryOutput { value: out, stats, exec_time, queue_time })
+    }
+
+    /// Evaluates one range aggregation of a metric query (`leaf`, in evaluation order) over the
+    /// streams of `shard`: the query frontend's part of a sharded query. Limits are the
+    /// frontend's to check; the timeout applies here too.
+    pub async fn query_leaf(
+        &self,
+        tenants: &[String],
+        query: &str,
+        params: &QueryParams,
+        leaf: usize,
+        shard: Option<Shard>,
+    ) -> Result<LeafRows, QueryError> {
+        if let Some(s) = shard {
+            s.validate().map_err(QueryError::Invalid)?;
+        }
+        let Expr::Sample(expr) = logql::parse_expr(query)? else {
+            return Err(QueryError::Invalid("a log query has no range aggregations to evaluate".into()));
+        };
+        let plan = MetricPlan::new(&expr, params)?;
+        let plan = &plan;
+        let (rows, ..) =
+            self.evaluate(tenants, shard, |source| async move { plan.eval_leaf(source, leaf).await }).await?;
+        Ok(rows)
+    }
+
+    /// Runs an evaluation over a source of `tenants` once a query slot is free, within the
+    /// tenants' timeout; returns its result, what it read, and the time it ran and waited.
+    async fn evaluate<T, F, Fut>(
+        &self,
+        tenants: &[String],
+        shard: Option<Shard>,
+        run: F,
+    ) -> Result<(T, Arc<SourceStats>, Duration, Duration), QueryError>
+    where
+        F: FnOnce(Arc<dyn crate::query::LogSource>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, EvalError>>,
+    {
         let queued = Instant::now();
         let _slot = self
             .slots
@@ -159,23 +197,15 @@ impl Querier {
             .await
             .map_err(|_| QueryError::Eval(EvalError::Internal("querier is shutting down".into())))?;
         let queue_time = queued.elapsed();
-        let timeout = self.strictest(tenants, |l| l.query_timeout.get());
-        let max_series =
-            self.strictest(tenants, |l| if l.max_query_series == 0 { usize::MAX } else { l.max_query_series });
-        let (source, stats) = self.source(tenants);
-        let engine = Engine::new(EvalLimits { max_series });
+        let timeout = self.timeout(tenants);
+        let (source, stats) = self.source(tenants, shard);
         let started = Instant::now();
-        let value = match tokio::time::timeout(timeout, engine.query(source, &expr, params)).await {
-            Ok(r) => r?,
+        match tokio::time::timeout(timeout, run(source)).await {
+            Ok(r) => Ok((r?, stats, started.elapsed(), queue_time)),
             Err(_) => {
-                return Err(EvalError::Timeout(format!(
-                    "query timed out after {}",
-                    crate::config::units::Dur(timeout)
-                ))
-                .into());
+                Err(EvalError::Timeout(format!("query timed out after {}", crate::config::units::Dur(timeout))).into())
             }
-        };
-        Ok(QueryOutput { value, stats, exec_time: started.elapsed(), queue_time })
+        }
     }
 
     /// Series (label sets) matching any of `selectors` (all series when empty) with data in
@@ -187,8 +217,7 @@ impl Querier {
         from: i64,
         through: i64,
     ) -> Result<Vec<SharedLabels>, QueryError> {
-        let max_series =
-            self.strictest(tenants, |l| if l.max_query_series == 0 { usize::MAX } else { l.max_query_series });
+        let max_series = self.max_series(tenants);
         let found = self.find_series(tenants, selectors, from, through, Some(max_series)).await?;
         Ok(found.into_iter().collect())
     }
@@ -323,8 +352,44 @@ impl Querier {
     }
 }
 
+/// The most entries one log query of `tenants` may ask for (`max_entries_limit_per_query`).
+pub fn max_entries(limits: &TenantLimits, tenants: &[String]) -> usize {
+    limits.strictest(tenants, |l| {
+        if l.max_entries_limit_per_query == 0 { usize::MAX } else { l.max_entries_limit_per_query }
+    })
+}
+
+/// Checks the limits that apply to a query before it runs, with Loki's texts: entries per log
+/// query and query length. The querier and the query frontend both check them.
+pub fn check_limits(
+    limits: &TenantLimits,
+    tenants: &[String],
+    expr: &Expr,
+    params: &QueryParams,
+) -> Result<(), QueryError> {
+    let max_entries = max_entries(limits, tenants);
+    if matches!(expr, Expr::Log(_)) && params.limit > max_entries {
+        return Err(QueryError::Invalid(format!(
+            "max entries limit per query exceeded, limit > max_entries_limit_per_query ({} > {max_entries})",
+            params.limit
+        )));
+    }
+    let max_len = limits.strictest(tenants, |l| {
+        if l.max_query_length.get().is_zero() { Duration::MAX } else { l.max_query_length.get() }
+    });
+    let len = Duration::from_nanos(params.end.saturating_sub(params.start).max(0) as u64);
+    if len > max_len {
+        return Err(QueryError::Invalid(format!(
+            "the query time range exceeds the limit (query length: {}, limit: {})",
+            crate::config::units::Dur(len),
+            crate::config::units::Dur(max_len)
+        )));
+    }
+    Ok(())
+}
+
 /// Volume of one series.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SeriesVolume {
     pub chunks: u64,
     pub entries: u64,

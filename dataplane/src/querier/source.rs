@@ -42,6 +42,36 @@ pub struct SourceStats {
     /// Streams and blocks that came from ingester memory.
     pub ingester_streams: AtomicU64,
     pub ingester_blocks: AtomicU64,
+    /// Sub-queries, time splits and shards the query frontend cut the query into.
+    pub subqueries: AtomicU64,
+    pub splits: AtomicU64,
+    pub shards: AtomicU64,
+}
+
+/// One of `of` disjoint parts of a tenant's streams, by stream fingerprint: the query frontend
+/// runs a shardable query once per shard, on different queriers, and joins the results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0..of`.
+    pub index: u32,
+    /// Number of shards.
+    pub of: u32,
+}
+
+impl Shard {
+    /// Whether the stream with `fingerprint` belongs to this shard. Fingerprints are hashes of
+    /// the tenant and labels, so streams spread evenly.
+    pub fn owns(&self, fingerprint: u64) -> bool {
+        self.of <= 1 || fingerprint % u64::from(self.of) == u64::from(self.index)
+    }
+
+    /// Checks the shard names a part of a split into at least one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.of == 0 || self.index >= self.of {
+            return Err(format!("invalid shard {} of {}", self.index, self.of));
+        }
+        Ok(())
+    }
 }
 
 /// A [`LogSource`] over the tenant(s) of one request.
@@ -49,9 +79,15 @@ pub struct QuerierSource {
     pub(super) querier: Querier,
     pub(super) tenants: Vec<String>,
     pub(super) stats: Arc<SourceStats>,
+    /// Only the streams of this shard (all streams when `None`).
+    pub(super) shard: Option<Shard>,
 }
 
 impl QuerierSource {
+    fn owns(&self, fingerprint: u64) -> bool {
+        self.shard.is_none_or(|s| s.owns(fingerprint))
+    }
+
     /// Whether `tenant` passes the query's matchers on `__tenant_id__` (multi-tenant queries).
     fn tenant_selected(&self, tenant: &str, matchers: &[Matcher]) -> bool {
         matchers.iter().filter(|m| m.name == TENANT_LABEL).all(|m| m.matches(tenant))
@@ -79,6 +115,9 @@ impl QuerierSource {
         let mut streams: HashMap<u64, (SharedLabels, Vec<BlockHandle>)> = HashMap::new();
         if let Some(ing) = &self.querier.ingesters {
             for s in ing.streams(tenant, &matchers, from, through).await? {
+                if !self.owns(s.fingerprint) {
+                    continue;
+                }
                 self.stats.ingester_streams.fetch_add(1, Ordering::Relaxed);
                 self.stats.ingester_blocks.fetch_add(s.blocks.len() as u64, Ordering::Relaxed);
                 streams.insert(s.fingerprint, (s.labels, s.blocks));
@@ -91,7 +130,7 @@ impl QuerierSource {
             .await
             .map_err(|e| EvalError::Storage(format!("reading the index: {e}")))?
             .into_iter()
-            .filter(|r| matches_all(&r.labels, &matchers))
+            .filter(|r| self.owns(r.fingerprint) && matches_all(&r.labels, &matchers))
             .collect();
         self.stats.chunks_ref.fetch_add(refs.len() as u64, Ordering::Relaxed);
         let fetched = self.fetch(refs, from, through).await?;

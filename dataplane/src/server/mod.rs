@@ -1,5 +1,6 @@
 //! Starting the roles a process runs and serving Loki's HTTP API and the ops endpoints.
 
+pub(crate) mod app;
 mod lifecycle;
 mod rings;
 
@@ -26,6 +27,7 @@ use crate::distributor::decode::DecodeError;
 use crate::distributor::replicate::Replicator;
 use crate::distributor::{Distributor, PushBody, PushError, PushTarget};
 use crate::error::HasKind;
+use crate::frontend::Frontend;
 use crate::ingester::lifecycle::Member;
 use crate::ingester::{Ingester, RingShare};
 use crate::limits::TenantLimits;
@@ -35,11 +37,9 @@ use crate::ring::model::SystemClock;
 use crate::ring::{self, InstanceState, Lifecycler};
 use crate::rpc::IngesterService;
 use crate::storage::{self, Index};
-use crate::validation::validate_tenant_id;
+pub use app::DEFAULT_TENANT;
+pub(crate) use app::{ApiError, App, tenant, text};
 use rings::Rings;
-
-/// The tenant every request belongs to when auth is disabled.
-pub const DEFAULT_TENANT: &str = "fake";
 
 /// Sockets the process serves on, bound by the caller (tests bind `127.0.0.1:0`).
 #[derive(Debug)]
@@ -58,9 +58,10 @@ impl Listeners {
         Ok(Self { http, grpc })
     }
 
-    /// An ingester in a shared ring serves gRPC; nothing else does.
+    /// An ingester in a shared ring serves gRPC, and a query frontend in a cluster (queriers
+    /// pull work from it); nothing else does.
     pub fn needs_grpc(cfg: &Config) -> bool {
-        cfg.target.has(Role::Ingester) && cfg.distributed()
+        (cfg.target.has(Role::Ingester) || cfg.target.has(Role::QueryFrontend)) && cfg.distributed()
     }
 }
 
@@ -83,22 +84,6 @@ pub enum ServeError {
     Http(#[from] std::io::Error),
     #[error("grpc server: {0}")]
     Grpc(String),
-}
-
-/// Shared state of the HTTP handlers.
-#[derive(Clone)]
-pub(crate) struct App {
-    pub(crate) cfg: Arc<Config>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) distributor: Option<Arc<Distributor>>,
-    pub(crate) ingester: Option<Arc<Ingester>>,
-    /// The ingester's ring membership (lifecycle endpoints, readiness).
-    pub(crate) member: Option<Arc<Member>>,
-    /// The distributor's ring membership (readiness).
-    pub(crate) distributor_lifecycler: Option<Arc<Lifecycler>>,
-    pub(crate) querier: Option<Querier>,
-    /// Cancelled to stop the process (`/ingester/shutdown` with `terminate=true`).
-    pub(crate) shutdown: CancellationToken,
 }
 
 /// Runs the configured roles until `shutdown` fires, then drains HTTP requests and stops the
@@ -157,14 +142,42 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         };
         Querier::new(cfg.querier.clone(), Some(recent), store.clone(), index.clone(), limits.clone())
     });
+    let frontend = cfg.target.has(Role::QueryFrontend).then(|| start_frontend(&cfg, &limits, &metrics));
+    // Workers that run the frontend's sub-queries: in-process when this process also runs the
+    // querier, over gRPC to the frontends named by `frontend_worker.frontend_address`.
+    let workers = CancellationToken::new();
+    if let (Some(f), Some(q)) = (&frontend, &querier)
+        && cfg.target.has(Role::Querier)
+    {
+        crate::frontend::worker::spawn_local(
+            f,
+            q.clone(),
+            &cfg.instance.id,
+            cfg.querier.max_concurrent,
+            workers.clone(),
+        );
+    }
+    if let Some(q) = &querier
+        && cfg.target.has(Role::Querier)
+        && !cfg.frontend_worker.frontend_address.is_empty()
+    {
+        tokio::spawn(crate::frontend::worker::run_remote(
+            cfg.frontend_worker.clone(),
+            q.clone(),
+            cfg.instance.id.clone(),
+            cfg.querier.max_concurrent,
+            cfg.grpc.max_recv_msg_size.as_usize(),
+            workers.clone(),
+        ));
+    }
     let flush_loop = CancellationToken::new();
     let bg_task = ingester.clone().map(|ing| tokio::spawn(ing.run_background(flush_loop.clone())));
 
     // The gRPC server outlives the HTTP server: a leaving ingester serves reads until it left.
     let grpc_stop = CancellationToken::new();
-    let grpc_server = match (grpc, &ingester) {
-        (Some(listener), Some(ing)) => Some(serve_grpc(&cfg, listener, ing.clone(), grpc_stop.clone())?),
-        _ => None,
+    let grpc_server = match grpc {
+        Some(listener) => Some(serve_grpc(&cfg, listener, ingester.clone(), frontend.clone(), grpc_stop.clone())?),
+        None => None,
     };
     let app = App {
         cfg: cfg.clone(),
@@ -174,6 +187,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         member: member.clone(),
         distributor_lifecycler: distributor_lifecycler.clone(),
         querier,
+        frontend: frontend.clone(),
         shutdown: shutdown.clone(),
     };
     starting.stop().await;
@@ -210,6 +224,10 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         }
     };
     let stopped = stopper.await;
+    if let Some(f) = &frontend {
+        f.stop();
+    }
+    workers.cancel();
     flush_loop.cancel();
     grpc_stop.cancel();
     if let Some(t) = bg_task {
@@ -327,21 +345,50 @@ async fn start_ingester(
     Ok(Member::new(ing, lifecycler, cfg.ring.leave_timeout.get(), marker))
 }
 
-/// Starts the ingester's gRPC server on `listener` until `shutdown`.
+/// The query frontend with the results cache its configuration asks for.
+fn start_frontend(cfg: &Config, limits: &Arc<TenantLimits>, metrics: &Arc<Metrics>) -> Frontend {
+    use crate::frontend::cache::{CacheBackend, EmbeddedCache, ResultsCache};
+    let c = &cfg.query_range.results_cache.cache;
+    let servers = c.memcached_client.servers();
+    let backend: Option<Arc<dyn CacheBackend>> = if !servers.is_empty() {
+        tracing::info!(servers = ?servers, "results cache in memcached");
+        Some(Arc::new(crate::frontend::memcached::Memcached::new(
+            servers,
+            c.memcached_client.timeout.get(),
+            c.memcached_client.max_idle_conns,
+            c.memcached_client.max_item_size.as_usize(),
+            c.memcached.expiration.get(),
+        )))
+    } else if c.embedded_cache.enabled {
+        let bytes = usize::try_from(c.embedded_cache.max_size_mb.saturating_mul(1_000_000)).unwrap_or(usize::MAX);
+        Some(Arc::new(EmbeddedCache::new(bytes, c.embedded_cache.ttl.get())))
+    } else {
+        None
+    };
+    let cache = backend.map(|b| ResultsCache::new(b, metrics));
+    Frontend::new(cfg.frontend.clone(), cfg.query_range.clone(), limits.clone(), cache, metrics)
+}
+
+/// Starts the gRPC server on `listener` until `shutdown`: the ingester service and the query
+/// frontend's, whichever the process runs.
 fn serve_grpc(
     cfg: &Config,
     listener: TcpListener,
-    ingester: Arc<Ingester>,
+    ingester: Option<Arc<Ingester>>,
+    frontend: Option<Frontend>,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
     let addr = listener.local_addr()?;
-    let service = IngesterService::new(ingester, cfg.grpc.max_recv_msg_size.as_usize());
+    let max = cfg.grpc.max_recv_msg_size.as_usize();
+    let ingester = ingester.map(|i| IngesterService::new(i, max));
+    let frontend = frontend.map(|f| crate::frontend::rpc::FrontendService::new(f, max));
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
         .initial_stream_window_size(crate::rpc::client::STREAM_WINDOW)
         .initial_connection_window_size(crate::rpc::client::CONNECTION_WINDOW)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .add_service(service);
+        .add_optional_service(ingester)
+        .add_optional_service(frontend);
     tracing::info!(%addr, "norn serving grpc");
     Ok(tokio::spawn(async move {
         // Reads keep being served while the ingester leaves; the server stops with the process.
@@ -376,37 +423,6 @@ async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
     let labels = RouteLabels { route, status_code: resp.status().as_u16().to_string() };
     app.metrics.request_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     resp
-}
-
-/// A plain-text error response, the way Loki answers.
-pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    let mut body = body.into();
-    if !body.ends_with('\n') {
-        body.push('\n');
-    }
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
-}
-
-/// An error answer: status and plain-text message.
-pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        text(self.0, self.1)
-    }
-}
-
-/// The tenant of a request: `X-Scope-OrgID` when auth is enabled, `fake` otherwise.
-fn tenant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
-    if !app.cfg.auth.enabled {
-        return Ok(DEFAULT_TENANT.to_string());
-    }
-    let id = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
-    if id.is_empty() {
-        return Err(ApiError(StatusCode::UNAUTHORIZED, "no org id".into()));
-    }
-    validate_tenant_id(id).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
-    Ok(id.to_string())
 }
 
 async fn push(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {

@@ -46,34 +46,190 @@ pub async fn eval(
     params: &QueryParams,
     limits: &EvalLimits,
 ) -> Result<Value, EvalError> {
-    let steps = Steps::from_params(params)?;
-    if !params.instant && uses(expr, &|op| op == VectorOp::ApproxTopk) {
-        return Err(EvalError::Invalid("count min sketches are only supported on instant queries".into()));
+    let plan = MetricPlan::new(expr, params)?;
+    let mut results = Vec::new();
+    for leaf in plan.distinct_leaves() {
+        results.push((leaf, plan.eval_leaf(source.clone(), leaf).await?));
     }
-    let mut leaves = Vec::new();
-    plan(expr, None, &mut leaves);
-    let mut results: Vec<Vec<Row>> = Vec::with_capacity(leaves.len());
-    for (i, leaf) in leaves.iter().enumerate() {
-        // The same aggregation written twice (`a / a`) is read once.
-        match leaves[..i].iter().position(|l| l == leaf) {
-            Some(j) => {
-                let again = results[j].clone();
-                results.push(again);
-            }
-            None => results.push(range::evaluate(source.clone(), leaf, steps).await?),
+    plan.finish(results, limits).await
+}
+
+/// A metric query cut at its range aggregations: the leaves, which read log data, and the tree
+/// above them, which only combines their rows. [`eval`] runs both in one place; the query
+/// frontend runs the leaves on queriers (one shard of the streams each, see [`ShardMerge`]) and
+/// the tree itself, with the same code.
+#[derive(Clone, Debug)]
+pub struct MetricPlan {
+    expr: SampleExpr,
+    params: QueryParams,
+    steps: Steps,
+    /// The range aggregations in evaluation order.
+    leaves: Vec<Leaf>,
+    /// For each leaf, the first leaf equal to it: the same aggregation written twice (`a / a`)
+    /// is read once.
+    first: Vec<usize>,
+}
+
+/// How partial results of one leaf over disjoint sets of streams combine into the result over
+/// all of them, for the range aggregations where that holds exactly: a series' value at a step
+/// is a sum (counts, bytes, rates, `sum_over_time`), a maximum or a minimum over the samples
+/// of the streams that make up the series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardMerge {
+    Sum,
+    Max,
+    Min,
+}
+
+impl ShardMerge {
+    fn combine(self, a: f64, b: f64) -> f64 {
+        match self {
+            ShardMerge::Sum => a + b,
+            ShardMerge::Max => a.max(b),
+            ShardMerge::Min => a.min(b),
         }
     }
-    let expr = expr.clone();
-    let params = *params;
-    let limits = *limits;
-    tokio::task::spawn_blocking(move || {
-        let mut leaves = results.into_iter();
-        let evaluated = evaluate(&expr, &mut leaves, steps)?;
-        let sortable = uses(&expr, &|op| matches!(op, VectorOp::Sort | VectorOp::SortDesc));
-        output(evaluated, steps, &params, &limits, sortable)
-    })
-    .await
-    .map_err(|e| EvalError::Internal(format!("metric evaluation task failed: {e}")))?
+}
+
+/// The rows one leaf evaluated to: one label set with a value (or none) at each step of the
+/// query.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LeafRows(Vec<Row>);
+
+impl LeafRows {
+    /// Rows from `(labels, value at each step)` pairs.
+    pub fn from_parts(parts: Vec<(SharedLabels, Vec<Option<f64>>)>) -> Self {
+        Self(parts.into_iter().map(|(labels, values)| Row { labels, values }).collect())
+    }
+
+    /// The rows as `(labels, value at each step)` pairs.
+    pub fn parts(&self) -> impl Iterator<Item = (&SharedLabels, &[Option<f64>])> {
+        self.0.iter().map(|r| (&r.labels, r.values.as_slice()))
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Values held: rows x steps, what the rows cost in memory.
+    pub fn cells(&self) -> usize {
+        self.0.iter().map(|r| r.values.len()).sum()
+    }
+
+    /// Joins the results of one leaf over disjoint shards of the streams. Rows are sorted by
+    /// labels, so the outcome does not depend on the order the shards answered in.
+    pub fn merge_shards(merge: ShardMerge, shards: Vec<LeafRows>) -> LeafRows {
+        let mut by_labels: HashMap<SharedLabels, Vec<Option<f64>>> = HashMap::new();
+        for row in shards.into_iter().flat_map(|s| s.0) {
+            match by_labels.entry(row.labels) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(row.values);
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    for (dst, src) in o.get_mut().iter_mut().zip(row.values) {
+                        *dst = match (*dst, src) {
+                            (Some(a), Some(b)) => Some(merge.combine(a, b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                }
+            }
+        }
+        let mut rows: Vec<Row> = by_labels.into_iter().map(|(labels, values)| Row { labels, values }).collect();
+        rows.sort_by(|a, b| a.labels.cmp(&b.labels));
+        LeafRows(rows)
+    }
+}
+
+impl MetricPlan {
+    /// Plans `expr` over the steps of `params`, refusing what Loki refuses before reading data.
+    pub fn new(expr: &SampleExpr, params: &QueryParams) -> Result<Self, EvalError> {
+        let steps = Steps::from_params(params)?;
+        if !params.instant && uses(expr, &|op| op == VectorOp::ApproxTopk) {
+            return Err(EvalError::Invalid("count min sketches are only supported on instant queries".into()));
+        }
+        let mut leaves = Vec::new();
+        plan(expr, None, &mut leaves);
+        let first = (0..leaves.len()).map(|i| leaves[..i].iter().position(|l| l == &leaves[i]).unwrap_or(i)).collect();
+        Ok(Self { expr: expr.clone(), params: *params, steps, leaves, first })
+    }
+
+    /// The leaves that are evaluated: the first of each group of equal ones.
+    pub fn distinct_leaves(&self) -> Vec<usize> {
+        (0..self.leaves.len()).filter(|&i| self.first[i] == i).collect()
+    }
+
+    /// How shards of leaf `leaf` combine, or `None` when its result over all streams cannot be
+    /// built from results over parts of them.
+    pub fn shard_merge(&self, leaf: usize) -> Option<ShardMerge> {
+        match self.leaves.get(leaf)?.agg.op {
+            RangeOp::CountOverTime
+            | RangeOp::Rate
+            | RangeOp::BytesOverTime
+            | RangeOp::BytesRate
+            | RangeOp::SumOverTime => Some(ShardMerge::Sum),
+            RangeOp::MaxOverTime => Some(ShardMerge::Max),
+            RangeOp::MinOverTime => Some(ShardMerge::Min),
+            _ => None,
+        }
+    }
+
+    /// Whether every leaf can be sharded.
+    pub fn shardable(&self) -> bool {
+        !self.leaves.is_empty() && (0..self.leaves.len()).all(|i| self.shard_merge(i).is_some())
+    }
+
+    /// What each distinct leaf reads: its stream selector and the `[from, through)` window of
+    /// data its steps cover (for sizing shards from index statistics).
+    pub fn leaf_reads(&self) -> Vec<(&[crate::logql::Matcher], i64, i64)> {
+        self.distinct_leaves()
+            .into_iter()
+            .map(|i| {
+                let r = &self.leaves[i].agg.range;
+                let first = self.steps.start.saturating_sub(r.offset);
+                let last = self.steps.ts(self.steps.n - 1).saturating_sub(r.offset);
+                (r.selector.matchers.as_slice(), first.saturating_sub(r.range), last.saturating_add(1))
+            })
+            .collect()
+    }
+
+    /// Evaluates leaf `leaf` over `source`.
+    pub async fn eval_leaf(&self, source: Arc<dyn LogSource>, leaf: usize) -> Result<LeafRows, EvalError> {
+        let leaf = self.leaves.get(leaf).ok_or_else(|| {
+            EvalError::Invalid(format!("the query has {} range aggregations, not {}", self.leaves.len(), leaf + 1))
+        })?;
+        range::evaluate(source, leaf, self.steps).await.map(LeafRows)
+    }
+
+    /// Combines the distinct leaves' rows (`(leaf, rows)` for every leaf of
+    /// [`MetricPlan::distinct_leaves`]) into the query's result.
+    pub async fn finish(&self, results: Vec<(usize, LeafRows)>, limits: &EvalLimits) -> Result<Value, EvalError> {
+        let mut by_leaf: HashMap<usize, Vec<Row>> = results.into_iter().map(|(i, r)| (i, r.0)).collect();
+        let mut ordered: Vec<Vec<Row>> = Vec::with_capacity(self.leaves.len());
+        for i in 0..self.leaves.len() {
+            let first = self.first[i];
+            let rows = if self.first[i..].iter().skip(1).any(|&f| f == first) {
+                by_leaf.get(&first).cloned()
+            } else {
+                by_leaf.remove(&first)
+            };
+            ordered.push(rows.ok_or_else(|| EvalError::Internal(format!("range aggregation {i} was not evaluated")))?);
+        }
+        let (expr, params, limits, steps) = (self.expr.clone(), self.params, *limits, self.steps);
+        tokio::task::spawn_blocking(move || {
+            let mut leaves = ordered.into_iter();
+            let evaluated = evaluate(&expr, &mut leaves, steps)?;
+            let sortable = uses(&expr, &|op| matches!(op, VectorOp::Sort | VectorOp::SortDesc));
+            output(evaluated, steps, &params, &limits, sortable)
+        })
+        .await
+        .map_err(|e| EvalError::Internal(format!("metric evaluation task failed: {e}")))?
+    }
 }
 
 /// Whether a vector aggregation satisfying `pred` occurs anywhere in `expr`.
