@@ -367,12 +367,7 @@ impl Frontend {
         let splits = metric_splits(params, interval);
         self.count_splits(ctx, splits.len());
         let shards = self.shards(ctx, &plan, splits.len()).await?;
-        let width = splits.len();
-        let parts: Vec<Vec<Series>> = futures::stream::iter(splits)
-            .map(|p| self.cached_metric_split(ctx, query, p, interval, shards))
-            .buffered(width)
-            .try_collect()
-            .await?;
+        let parts = all_of(splits, |p| self.cached_metric_split(ctx, query, p, interval, shards)).await?;
         let joined = join_matrices(parts);
         let max = self.max_series(&ctx.tenants);
         if joined.len() > max {
@@ -479,17 +474,13 @@ impl Frontend {
                 jobs.push((leaf, request));
             }
         }
-        let width = jobs.len();
-        let answers: Vec<(usize, LeafRows)> = futures::stream::iter(jobs)
-            .map(|(leaf, request)| async move {
-                match self.run(ctx, request).await? {
-                    SubResponse::Rows(rows) => Ok((leaf, rows)),
-                    _ => Err(unexpected("rows")),
-                }
-            })
-            .buffered(width)
-            .try_collect()
-            .await?;
+        let answers: Vec<(usize, LeafRows)> = all_of(jobs, |(leaf, request)| async move {
+            match self.run(ctx, request).await? {
+                SubResponse::Rows(rows) => Ok((leaf, rows)),
+                _ => Err(unexpected("rows")),
+            }
+        })
+        .await?;
         let mut results = Vec::new();
         for leaf in plan.distinct_leaves() {
             let merge = plan.shard_merge(leaf).ok_or_else(|| unexpected("a shardable range aggregation"))?;
@@ -541,16 +532,13 @@ impl Frontend {
         let ctx = self.ctx(tenants);
         let selector = selector_text(selector);
         let splits = self.metadata_splits(tenants, from, through);
-        let answers: Vec<SubResponse> = futures::stream::iter(splits)
-            .map(|(from, through)| {
-                let request =
-                    SubRequest::Labels { name: name.map(str::to_string), selector: selector.clone(), from, through };
-                self.stats_job(&ctx, request)
-            })
-            .buffered(8)
-            .try_collect()
-            .await
-            .map_err(query_error)?;
+        let answers = all_of(splits, |(from, through)| {
+            let request =
+                SubRequest::Labels { name: name.map(str::to_string), selector: selector.clone(), from, through };
+            self.stats_job(&ctx, request)
+        })
+        .await
+        .map_err(query_error)?;
         let mut out = BTreeSet::new();
         for a in answers {
             let SubResponse::Strings(s) = a else { return Err(query_error(unexpected("strings"))) };
@@ -570,14 +558,11 @@ impl Frontend {
         let ctx = self.ctx(tenants);
         let selectors: Vec<String> = selectors.iter().map(|m| selector_text(m)).collect();
         let splits = self.metadata_splits(tenants, from, through);
-        let answers: Vec<SubResponse> = futures::stream::iter(splits)
-            .map(|(from, through)| {
-                self.stats_job(&ctx, SubRequest::Series { selectors: selectors.clone(), from, through })
-            })
-            .buffered(8)
-            .try_collect()
-            .await
-            .map_err(query_error)?;
+        let answers = all_of(splits, |(from, through)| {
+            self.stats_job(&ctx, SubRequest::Series { selectors: selectors.clone(), from, through })
+        })
+        .await
+        .map_err(query_error)?;
         let mut out = BTreeSet::new();
         for a in answers {
             let SubResponse::Series(s) = a else { return Err(query_error(unexpected("series"))) };
@@ -632,6 +617,27 @@ impl Drop for Ctx {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
+}
+
+/// Runs `f` over every item at once (the query's parallelism permits bound what runs) and
+/// returns the results in the items' order, or the first error as soon as it happens: the
+/// other sub-queries are then dropped.
+async fn all_of<I, T, F, Fut>(items: Vec<I>, f: F) -> Result<Vec<T>, SubError>
+where
+    F: Fn(I) -> Fut,
+    Fut: std::future::Future<Output = Result<T, SubError>>,
+{
+    let n = items.len();
+    let mut done: Vec<(usize, T)> = futures::stream::iter(items.into_iter().enumerate())
+        .map(|(i, item)| {
+            let fut = f(item);
+            async move { fut.await.map(|t| (i, t)) }
+        })
+        .buffer_unordered(n.max(1))
+        .try_collect()
+        .await?;
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
 }
 
 /// A selector as LogQL text (`{a="b", c=~"d"}`); empty for no matchers.

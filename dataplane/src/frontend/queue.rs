@@ -165,6 +165,8 @@ impl RequestQueue {
                 return Err(QueueError::Stopped);
             }
             let q = st.queue_mut(tenant, max_queriers);
+            // Jobs whose requests went away (timed out, cancelled) do not count, and go now.
+            q.jobs.retain(Pending::wanted);
             if max_outstanding > 0 && q.jobs.len() >= max_outstanding {
                 return Err(QueueError::TooManyOutstanding);
             }
@@ -207,12 +209,15 @@ impl RequestQueue {
     /// Jobs waiting, by tenant.
     pub fn lengths(&self) -> Vec<(String, usize)> {
         let st = self.state.lock();
-        st.order.iter().map(|t| (t.clone(), st.queues.get(t).map_or(0, |q| q.jobs.len()))).collect()
+        st.order
+            .iter()
+            .map(|t| (t.clone(), st.queues.get(t).map_or(0, |q| q.jobs.iter().filter(|p| p.wanted()).count())))
+            .collect()
     }
 
-    /// Jobs waiting in all.
+    /// Jobs waiting in all (not counting those whose requests went away).
     pub fn len(&self) -> usize {
-        self.state.lock().queues.values().map(|q| q.jobs.len()).sum()
+        self.state.lock().queues.values().map(|q| q.jobs.iter().filter(|p| p.wanted()).count()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
