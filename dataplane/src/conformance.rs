@@ -150,6 +150,7 @@ impl RealHarness {
             let f = Frontend::new(
                 cfg.frontend.clone(),
                 cfg.query_range.clone(),
+                cfg.querier.max_query_memory.bytes(),
                 limits,
                 Some(cache),
                 &metrics_for_frontend,

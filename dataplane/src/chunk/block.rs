@@ -155,6 +155,15 @@ impl BlockHandle {
         &self.meta
     }
 
+    /// Bytes this handle keeps in memory: the compressed payload of a cut block; the payload
+    /// and the parsed entries of a head snapshot.
+    pub fn held_bytes(&self) -> usize {
+        match &self.inner {
+            HandleInner::Compressed { data, .. } => data.len(),
+            HandleInner::Decoded { payload, .. } => payload.len() + self.meta.count as usize * 16,
+        }
+    }
+
     /// Whether this is an uncompressed head block snapshot rather than a cut block.
     pub fn is_head(&self) -> bool {
         matches!(self.inner, HandleInner::Decoded { .. })

@@ -55,7 +55,7 @@ use crate::querier::source::SourceStats;
 use crate::querier::{IndexStats, QueryError, QueryOutput, SeriesVolume, Shard};
 use crate::query::metric::{LeafRows, MetricPlan, series_limit_error};
 use crate::query::value::Series;
-use crate::query::{EvalError, EvalLimits, QueryParams, Value};
+use crate::query::{EvalError, EvalLimits, MemoryBudget, QueryParams, Value};
 use crate::timeutil::now_nanos;
 pub use cache::ResultsCache;
 pub use config::{FrontendConfig, FrontendWorkerConfig, QueryRangeConfig};
@@ -73,6 +73,8 @@ pub struct Frontend {
 struct Inner {
     cfg: FrontendConfig,
     range: QueryRangeConfig,
+    /// `querier.max_query_memory`: what one request may hold here while its answers merge.
+    max_query_memory: u64,
     limits: Arc<TenantLimits>,
     queue: Arc<RequestQueue>,
     cache: Option<ResultsCache>,
@@ -108,12 +110,17 @@ struct Ctx {
     max_outstanding: usize,
     max_queriers: usize,
     stats: Arc<SourceStats>,
+    /// The answers held while they merge.
+    budget: Arc<MemoryBudget>,
 }
 
 impl Frontend {
+    /// A frontend; `max_query_memory` bounds what one request holds while its sub-queries'
+    /// answers merge (0 = no limit).
     pub fn new(
         cfg: FrontendConfig,
         range: QueryRangeConfig,
+        max_query_memory: u64,
         limits: Arc<TenantLimits>,
         cache: Option<ResultsCache>,
         metrics: &Metrics,
@@ -145,7 +152,9 @@ impl Frontend {
                 move || q.queriers() as f64,
             );
         }
-        Self { inner: Arc::new(Inner { cfg, range, limits, queue, cache, subqueries, splits, retries }) }
+        Self {
+            inner: Arc::new(Inner { cfg, range, max_query_memory, limits, queue, cache, subqueries, splits, retries }),
+        }
     }
 
     /// The queue queriers pull from.
@@ -188,6 +197,7 @@ impl Frontend {
                 if l.max_queriers_per_tenant == 0 { usize::MAX } else { l.max_queriers_per_tenant }
             }),
             stats: Arc::new(SourceStats::default()),
+            budget: MemoryBudget::new(self.inner.max_query_memory),
         }
     }
 
@@ -221,6 +231,12 @@ impl Frontend {
         let mut attempt = 0;
         loop {
             match self.run_once(ctx, request.clone()).await {
+                Ok(answer) => {
+                    ctx.budget
+                        .charge(answer.approx_bytes() as u64, "the answers of its sub-queries")
+                        .map_err(eval_error)?;
+                    return Ok(answer);
+                }
                 Err(e) if e.kind == ErrorKind::Unavailable && attempt < self.inner.range.max_retries => {
                     attempt += 1;
                     self.inner.retries.inc();

@@ -36,6 +36,10 @@ impl Drop for Fixture {
 }
 
 fn fixture_with(limits: Limits, range: QueryRangeConfig, workers: usize) -> Fixture {
+    fixture_full(limits, range, workers, QuerierConfig::default())
+}
+
+fn fixture_full(limits: Limits, range: QueryRangeConfig, workers: usize, qcfg: QuerierConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let limits = Arc::new(TenantLimits::new(limits, &HashMap::new()).unwrap());
     let store = Arc::new(MemoryStore::default());
@@ -53,15 +57,9 @@ fn fixture_with(limits: Limits, range: QueryRangeConfig, workers: usize) -> Fixt
         metrics.clone(),
     )
     .unwrap();
-    let querier = Querier::new(
-        QuerierConfig::default(),
-        Some(ingester.clone() as Arc<dyn IngesterData>),
-        store,
-        index,
-        limits.clone(),
-    );
+    let querier = Querier::new(qcfg, Some(ingester.clone() as Arc<dyn IngesterData>), store, index, limits.clone());
     let cache = ResultsCache::new(Arc::new(EmbeddedCache::new(64 << 20, Duration::from_secs(3600))), &metrics);
-    let frontend = Frontend::new(FrontendConfig::default(), range, limits, Some(cache), &metrics);
+    let frontend = Frontend::new(FrontendConfig::default(), range, 1 << 30, limits, Some(cache), &metrics);
     let stop = CancellationToken::new();
     if workers > 0 {
         worker::spawn_local(&frontend, querier.clone(), "local", workers, stop.clone());
@@ -252,6 +250,7 @@ async fn a_full_queue_answers_429_and_a_dropped_request_leaves_the_queue() {
     let small = Frontend::new(
         FrontendConfig { max_outstanding_per_tenant: 2, ..Default::default() },
         unsharded,
+        0,
         Arc::new(TenantLimits::new(Limits::default(), &HashMap::new()).unwrap()),
         None,
         &Metrics::new(),
@@ -269,4 +268,24 @@ async fn a_full_queue_answers_429_and_a_dropped_request_leaves_the_queue() {
     let mut conn = f.frontend.queue().connect("late");
     let got = tokio::time::timeout(Duration::from_millis(100), conn.next()).await;
     assert!(got.is_err(), "a querier got a sub-query of a request that was gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_its_memory_budget_fails_alone() {
+    let limits = Limits { reject_old_samples: false, ..Default::default() };
+    let qcfg = QuerierConfig { max_query_memory: crate::config::units::ByteSize(256 << 10), ..Default::default() };
+    let f = fixture_full(limits, QueryRangeConfig { cache_results: false, ..Default::default() }, 4, qcfg);
+    let end = now_nanos() - HOUR;
+    // About 1MB of lines in memory: four times the budget.
+    f.push("big", 20, 4000, S / 2, end).await;
+    f.push("small", 1, 10, S, end).await;
+    let heavy = "sum by (pod) (count_over_time({app=\"a\"} |= \"error\" [1m]))";
+    let params = range(end - HOUR, end, 60 * S);
+    let (tb, ts) = (tenants("big"), tenants("small"));
+    let (big, small) = tokio::join!(f.frontend.query(&tb, heavy, &params), f.frontend.query(&ts, heavy, &params));
+    let Err(err) = big else { panic!("the heavy query succeeded") };
+    assert_eq!(crate::error::HasKind::kind(&err), ErrorKind::Invalid, "{err}");
+    assert!(err.to_string().contains("querier.max_query_memory (256KiB)"), "{err}");
+    let Value::Matrix(m) = small.unwrap().value else { panic!("not a matrix") };
+    assert_eq!(m.len(), 1);
 }

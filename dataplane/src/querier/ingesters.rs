@@ -20,7 +20,7 @@ use crate::ingester::Ingester;
 use crate::ingester::read::MemoryStream;
 use crate::labels::{Labels, SharedLabels};
 use crate::logql::Matcher;
-use crate::query::EvalError;
+use crate::query::{EvalError, MemoryBudget};
 use crate::ring::replication::ReadSet;
 use crate::ring::{RingClient, RingError};
 use crate::rpc::proto::{BlockMsg, SelectRequest, SeriesRequest};
@@ -33,13 +33,15 @@ pub type StreamMetas = (SharedLabels, u64, Vec<BlockMeta>);
 #[async_trait]
 pub trait IngesterData: Send + Sync {
     /// Blocks of the tenant's streams matching `matchers` with entries in `[from, through)`,
-    /// one [`MemoryStream`] per stream (replicas' blocks together).
+    /// one [`MemoryStream`] per stream (replicas' blocks together), charged to `budget` as they
+    /// arrive.
     async fn streams(
         &self,
         tenant: &str,
         matchers: &[Matcher],
         from: i64,
         through: i64,
+        budget: &MemoryBudget,
     ) -> Result<Vec<MemoryStream>, EvalError>;
 
     /// Label sets of matching streams with data in `[from, through)`.
@@ -70,8 +72,12 @@ impl IngesterData for Ingester {
         matchers: &[Matcher],
         from: i64,
         through: i64,
+        budget: &MemoryBudget,
     ) -> Result<Vec<MemoryStream>, EvalError> {
-        Ok(self.stream_blocks(tenant, matchers, from, through))
+        let streams = self.stream_blocks(tenant, matchers, from, through);
+        let bytes: u64 = streams.iter().flat_map(|s| &s.blocks).map(|b| b.held_bytes() as u64).sum();
+        budget.charge(bytes, "blocks from ingester memory")?;
+        Ok(streams)
     }
 
     async fn series(
@@ -172,17 +178,33 @@ impl RingIngesters {
         Ok(out)
     }
 
-    /// One ingester's matching streams, read to the end of its response stream.
-    async fn select(client: IngesterClient, req: SelectRequest) -> Result<Vec<WireStream>, RpcError> {
+    /// One ingester's matching streams, read to the end of its response stream, each message
+    /// charged to `budget` (when given) before the next is read.
+    async fn select(
+        client: IngesterClient,
+        req: SelectRequest,
+        budget: Option<&MemoryBudget>,
+    ) -> Result<Vec<WireStream>, RpcError> {
         let mut stream = client.select(req).await?;
         let mut out = Vec::new();
         loop {
             match stream.message().await {
-                Ok(Some(msg)) => out.extend(msg.streams.into_iter().map(|s| WireStream {
-                    labels: s.labels,
-                    fingerprint: s.fingerprint,
-                    blocks: s.blocks,
-                })),
+                Ok(Some(msg)) => {
+                    if let Some(b) = budget {
+                        let bytes: u64 =
+                            msg.streams.iter().flat_map(|s| &s.blocks).map(|b| b.data.len() as u64 + 64).sum();
+                        b.charge(bytes, "blocks from ingester memory").map_err(|e| RpcError {
+                            addr: client.addr().to_string(),
+                            kind: crate::error::ErrorKind::Invalid,
+                            message: e.to_string(),
+                        })?;
+                    }
+                    out.extend(msg.streams.into_iter().map(|s| WireStream {
+                        labels: s.labels,
+                        fingerprint: s.fingerprint,
+                        blocks: s.blocks,
+                    }))
+                }
                 Ok(None) => return Ok(out),
                 Err(status) => return Err(client.stream_error(&status)),
             }
@@ -196,6 +218,7 @@ impl RingIngesters {
         from: i64,
         through: i64,
         with_data: bool,
+        budget: Option<&MemoryBudget>,
     ) -> Result<Vec<Vec<WireStream>>, EvalError> {
         let req = SelectRequest {
             tenant: tenant.to_string(),
@@ -204,7 +227,7 @@ impl RingIngesters {
             through,
             with_data,
         };
-        self.fan_out("reading ingester memory", |c| Self::select(c, req.clone())).await
+        self.fan_out("reading ingester memory", |c| Self::select(c, req.clone(), budget)).await
     }
 }
 
@@ -241,8 +264,12 @@ impl IngesterData for RingIngesters {
         matchers: &[Matcher],
         from: i64,
         through: i64,
+        budget: &MemoryBudget,
     ) -> Result<Vec<MemoryStream>, EvalError> {
-        let answers = self.select_all(tenant, matchers, from, through, true).await?;
+        let answers = self.select_all(tenant, matchers, from, through, true, Some(budget)).await?;
+        // An ingester that stopped at the budget counts as failed, and the others may have
+        // answered: the query is over its budget either way.
+        budget.charge(0, "blocks from ingester memory")?;
         let mut merged: HashMap<u64, MemoryStream> = HashMap::new();
         for s in answers.into_iter().flatten() {
             let entry = match merged.entry(s.fingerprint) {
@@ -297,7 +324,7 @@ impl IngesterData for RingIngesters {
         from: i64,
         through: i64,
     ) -> Result<Vec<StreamMetas>, EvalError> {
-        let answers = self.select_all(tenant, matchers, from, through, false).await?;
+        let answers = self.select_all(tenant, matchers, from, through, false, None).await?;
         // Per stream, the replica holding the most entries: replicas hold the same entries, so
         // counting each would multiply the statistics by the replication factor.
         let mut best: HashMap<u64, (String, Vec<BlockMeta>)> = HashMap::new();

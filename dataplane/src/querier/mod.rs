@@ -18,7 +18,7 @@ use crate::limits::TenantLimits;
 use crate::logql::{self, Expr, Matcher};
 use crate::query::metric::{LeafRows, MetricPlan};
 use crate::query::source::matches_all;
-use crate::query::{Engine, EvalError, EvalLimits, QueryParams, Value};
+use crate::query::{Engine, EvalError, EvalLimits, MemoryBudget, QueryParams, Value};
 use crate::storage::{Index, ObjectStore};
 pub use ingesters::{IngesterData, RingIngesters};
 pub use source::Shard;
@@ -33,11 +33,16 @@ pub struct QuerierConfig {
     /// Most compressed chunk bytes one query may fetch from the object store (0 = no limit):
     /// fetched chunks are held in memory while the query runs, so this bounds its memory.
     pub max_fetched_chunk_bytes: ByteSize,
+    /// Most memory one query (one sub-query of a frontend) may hold: blocks from ingesters
+    /// and the store, the series x steps of range aggregations, the entries of its result
+    /// (0 = no limit). A query that would pass it fails with a 400 naming this key; the
+    /// queries beside it are not affected.
+    pub max_query_memory: ByteSize,
 }
 
 impl Default for QuerierConfig {
     fn default() -> Self {
-        Self { max_concurrent: 4, max_fetched_chunk_bytes: ByteSize(4 << 30) }
+        Self { max_concurrent: 4, max_fetched_chunk_bytes: ByteSize(4 << 30), max_query_memory: ByteSize(1 << 30) }
     }
 }
 
@@ -108,9 +113,15 @@ impl Querier {
         Self { cfg, ingesters, store, index, limits, slots }
     }
 
-    fn source(&self, tenants: &[String], shard: Option<Shard>) -> (Arc<QuerierSource>, Arc<SourceStats>) {
+    fn source(
+        &self,
+        tenants: &[String],
+        shard: Option<Shard>,
+        budget: Arc<MemoryBudget>,
+    ) -> (Arc<QuerierSource>, Arc<SourceStats>) {
         let stats = Arc::new(SourceStats::default());
-        let src = QuerierSource { querier: self.clone(), tenants: tenants.to_vec(), stats: stats.clone(), shard };
+        let src =
+            QuerierSource { querier: self.clone(), tenants: tenants.to_vec(), stats: stats.clone(), shard, budget };
         (Arc::new(src), stats)
     }
 
@@ -149,8 +160,11 @@ impl Querier {
         let expr = logql::parse_expr(query)?;
         self.check_limits(tenants, &expr, params)?;
         let engine = Engine::new(EvalLimits { max_series: self.max_series(tenants) });
-        let (out, stats, exec_time, queue_time) =
-            self.evaluate(tenants, None, |source| async move { engine.query(source, &expr, params).await }).await?;
+        let (out, stats, exec_time, queue_time) = self
+            .evaluate(tenants, None, crate::frontend::job::value_bytes, |source| async move {
+                engine.query(source, &expr, params).await
+            })
+            .await?;
         Ok(QueryOutput { value: out, stats, exec_time, queue_time })
     }
 
@@ -173,17 +187,20 @@ impl Querier {
         };
         let plan = MetricPlan::new(&expr, params)?;
         let plan = &plan;
+        let weigh = |rows: &LeafRows| rows.cells() * 16;
         let (rows, ..) =
-            self.evaluate(tenants, shard, |source| async move { plan.eval_leaf(source, leaf).await }).await?;
+            self.evaluate(tenants, shard, weigh, |source| async move { plan.eval_leaf(source, leaf).await }).await?;
         Ok(rows)
     }
 
     /// Runs an evaluation over a source of `tenants` once a query slot is free, within the
-    /// tenants' timeout; returns its result, what it read, and the time it ran and waited.
+    /// tenants' timeout and `max_query_memory` (the result, weighed by `weigh`, counts too);
+    /// returns its result, what it read, and the time it ran and waited.
     async fn evaluate<T, F, Fut>(
         &self,
         tenants: &[String],
         shard: Option<Shard>,
+        weigh: impl FnOnce(&T) -> usize,
         run: F,
     ) -> Result<(T, Arc<SourceStats>, Duration, Duration), QueryError>
     where
@@ -198,10 +215,15 @@ impl Querier {
             .map_err(|_| QueryError::Eval(EvalError::Internal("querier is shutting down".into())))?;
         let queue_time = queued.elapsed();
         let timeout = self.timeout(tenants);
-        let (source, stats) = self.source(tenants, shard);
+        let budget = MemoryBudget::new(self.cfg.max_query_memory.bytes());
+        let (source, stats) = self.source(tenants, shard, budget.clone());
         let started = Instant::now();
         match tokio::time::timeout(timeout, run(source)).await {
-            Ok(r) => Ok((r?, stats, started.elapsed(), queue_time)),
+            Ok(r) => {
+                let out = r?;
+                budget.charge(weigh(&out) as u64, "the query's result")?;
+                Ok((out, stats, started.elapsed(), queue_time))
+            }
             Err(_) => {
                 Err(EvalError::Timeout(format!("query timed out after {}", crate::config::units::Dur(timeout))).into())
             }

@@ -14,7 +14,7 @@ use crate::chunk::{BlockHandle, Chunk, ChunkReader};
 use crate::labels::{Label, Labels, SharedLabels};
 use crate::logql::Matcher;
 use crate::query::source::matches_all;
-use crate::query::{EvalError, LogSource, StreamBlocks};
+use crate::query::{EvalError, LogSource, MemoryBudget, StreamBlocks};
 use crate::storage::ChunkRef;
 
 /// The label that names the tenant of each result in a multi-tenant query.
@@ -81,6 +81,8 @@ pub struct QuerierSource {
     pub(super) stats: Arc<SourceStats>,
     /// Only the streams of this shard (all streams when `None`).
     pub(super) shard: Option<Shard>,
+    /// What the query may hold (`querier.max_query_memory`).
+    pub(super) budget: Arc<MemoryBudget>,
 }
 
 impl QuerierSource {
@@ -114,7 +116,7 @@ impl QuerierSource {
         // order could miss it.
         let mut streams: HashMap<u64, (SharedLabels, Vec<BlockHandle>)> = HashMap::new();
         if let Some(ing) = &self.querier.ingesters {
-            for s in ing.streams(tenant, &matchers, from, through).await? {
+            for s in ing.streams(tenant, &matchers, from, through, &self.budget).await? {
                 if !self.owns(s.fingerprint) {
                     continue;
                 }
@@ -168,6 +170,8 @@ impl QuerierSource {
                 "the query would fetch {total} bytes of chunks, more than querier.max_fetched_chunk_bytes ({budget}); narrow the time range or use more specific stream selectors"
             )));
         }
+        // Charged before anything is fetched: a query that cannot hold its chunks fetches none.
+        self.budget.charge(total, "chunks from the object store")?;
         let store = self.querier.store.clone();
         let started = Instant::now();
         let results: Vec<Result<(ChunkRef, Vec<BlockHandle>), EvalError>> = futures::stream::iter(refs)
@@ -214,5 +218,9 @@ impl LogSource for QuerierSource {
             }
         }
         Ok(out)
+    }
+
+    fn budget(&self) -> Option<Arc<MemoryBudget>> {
+        Some(self.budget.clone())
     }
 }

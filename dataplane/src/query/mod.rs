@@ -84,6 +84,43 @@ impl HasKind for EvalError {
     }
 }
 
+/// What one query may hold in memory (`querier.max_query_memory`): blocks read from ingesters
+/// and the object store, the series of range aggregations, the entries of log results. Every
+/// part of a query charges what it is about to hold; the charge that passes the limit fails the
+/// query with [`EvalError::Limit`] instead of letting it take the process down.
+#[derive(Debug, Default)]
+pub struct MemoryBudget {
+    /// Bytes the query may hold (0 = no limit).
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Self { limit, used: Default::default() })
+    }
+
+    /// Charges `bytes` for `what`; fails once the query's total passes the limit.
+    pub fn charge(&self, bytes: u64, what: &str) -> Result<(), EvalError> {
+        use std::sync::atomic::Ordering;
+        let used = self.used.fetch_add(bytes, Ordering::Relaxed).saturating_add(bytes);
+        if self.limit > 0 && used > self.limit {
+            return Err(EvalError::Limit(format!(
+                "the query would hold more than querier.max_query_memory ({}) in memory ({} reached with {what}); \
+                 narrow the time range, use more specific stream selectors or aggregate by fewer labels",
+                crate::config::units::ByteSize(self.limit),
+                crate::config::units::ByteSize(used),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes charged so far.
+    pub fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Evaluates queries against a source.
 #[derive(Clone)]
 pub struct Engine {

@@ -33,6 +33,12 @@ pub struct StreamBlocks {
 pub trait LogSource: Send + Sync {
     /// Every stream matching all `matchers` with data in `[from, through)` (nanoseconds).
     async fn select(&self, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<StreamBlocks>, EvalError>;
+
+    /// The memory budget of the query reading this source, charged by evaluation for what it
+    /// accumulates; `None` for no limit.
+    fn budget(&self) -> Option<std::sync::Arc<crate::query::MemoryBudget>> {
+        None
+    }
 }
 
 /// A source over fixed in-memory streams: unit tests and the conformance runner's fixtures.

@@ -116,7 +116,7 @@ fn app_matcher() -> Vec<Matcher> {
 /// Every (labels, ts, line) the querier side sees, de-duplicated the way a query merges.
 async fn read_all(reader: &dyn IngesterData) -> Vec<(String, i64, String)> {
     let mut out = Vec::new();
-    for s in reader.streams("t", &app_matcher(), 0, i64::MAX).await.unwrap() {
+    for s in reader.streams("t", &app_matcher(), 0, i64::MAX, &crate::query::MemoryBudget::default()).await.unwrap() {
         for b in s.blocks {
             let d = b.decode().unwrap();
             for i in 0..d.len() {
@@ -162,7 +162,13 @@ async fn push_select_and_series_cross_the_wire() {
     let metas = reader.metas("t", &app_matcher(), 0, i64::MAX).await.unwrap();
     assert_eq!(metas.iter().map(|(_, _, m)| m.iter().map(|b| b.count).sum::<u32>()).sum::<u32>(), 3);
     // Another tenant sees nothing; a bad regex is refused by the ingester, not panicked on.
-    assert!(reader.streams("u", &app_matcher(), 0, i64::MAX).await.unwrap().is_empty());
+    assert!(
+        reader
+            .streams("u", &app_matcher(), 0, i64::MAX, &crate::query::MemoryBudget::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let bad = crate::rpc::proto::SeriesRequest {
         tenant: "t".into(),
         matchers: vec![crate::rpc::proto::MatcherMsg { name: "a".into(), op: 2, value: "(".into() }],

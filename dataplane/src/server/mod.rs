@@ -366,7 +366,14 @@ fn start_frontend(cfg: &Config, limits: &Arc<TenantLimits>, metrics: &Arc<Metric
         None
     };
     let cache = backend.map(|b| ResultsCache::new(b, metrics));
-    Frontend::new(cfg.frontend.clone(), cfg.query_range.clone(), limits.clone(), cache, metrics)
+    Frontend::new(
+        cfg.frontend.clone(),
+        cfg.query_range.clone(),
+        cfg.querier.max_query_memory.bytes(),
+        limits.clone(),
+        cache,
+        metrics,
+    )
 }
 
 /// Starts the gRPC server on `listener` until `shutdown`: the ingester service and the query

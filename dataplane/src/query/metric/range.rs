@@ -17,7 +17,7 @@ use crate::chunk::DecodedBlock;
 use crate::labels::{Labels, SharedLabels};
 use crate::logql::{Grouping, RangeAggregation, RangeOp};
 use crate::query::pipeline::{SampleExtractor, StreamSampleExtractor};
-use crate::query::{EvalError, LogSource, StreamBlocks};
+use crate::query::{EvalError, LogSource, MemoryBudget, StreamBlocks};
 
 use super::buffered::{self, Segment};
 use super::labelset::{self, ERROR_LABEL};
@@ -67,6 +67,7 @@ pub(crate) async fn evaluate(source: Arc<dyn LogSource>, leaf: &Leaf, steps: Ste
         through,
         plain: range.selector.stages.is_empty() && range.unwrap.is_none(),
         units: units(&streams),
+        budget: source.budget(),
         streams,
         extractor,
     };
@@ -139,6 +140,8 @@ struct Scan {
     streams: Vec<StreamBlocks>,
     units: Vec<Unit>,
     extractor: SampleExtractor,
+    /// The query's memory budget, charged for every series accumulated.
+    budget: Option<Arc<MemoryBudget>>,
 }
 
 impl Scan {
@@ -148,7 +151,7 @@ impl Scan {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let work = || -> Result<Partial, EvalError> {
-            let mut partial = Partial::new(self.kind, self.window.n);
+            let mut partial = Partial::new(self.kind, self.window.n, self.budget.clone());
             while !failed.load(Ordering::Relaxed) {
                 let u = next.fetch_add(1, Ordering::Relaxed);
                 let Some(unit) = self.units.get(u) else { break };
@@ -168,7 +171,7 @@ impl Scan {
             }
             out
         });
-        let mut merged = Partial::new(self.kind, self.window.n);
+        let mut merged = Partial::new(self.kind, self.window.n, self.budget.clone());
         for r in results {
             merged.merge(r?)?;
         }
@@ -422,11 +425,22 @@ struct Partial {
     error_step: Vec<usize>,
     /// Number of windows (each series costs about that many cells).
     steps: usize,
+    budget: Option<Arc<MemoryBudget>>,
 }
 
+/// Bytes one series costs per window, about: its accumulator cell and its result value.
+const CELL_BYTES: u64 = 32;
+
 impl Partial {
-    fn new(kind: Kind, n: usize) -> Partial {
-        Partial { acc: Acc::new(kind, n), labels: Vec::new(), index: HashMap::new(), error_step: Vec::new(), steps: n }
+    fn new(kind: Kind, n: usize, budget: Option<Arc<MemoryBudget>>) -> Partial {
+        Partial {
+            acc: Acc::new(kind, n),
+            labels: Vec::new(),
+            index: HashMap::new(),
+            error_step: Vec::new(),
+            steps: n,
+            budget,
+        }
     }
 
     /// The index of the series of `labels`, creating it when new. Fails when the series of
@@ -442,6 +456,9 @@ impl Partial {
                 self.labels.len(),
                 self.steps
             )));
+        }
+        if let Some(b) = &self.budget {
+            b.charge(CELL_BYTES * (self.steps as u64 + 1), "the series of a range aggregation")?;
         }
         let s = self.acc.push_series();
         self.labels.push(labels.clone());
