@@ -155,7 +155,14 @@ impl RealHarness {
                 Some(cache),
                 &metrics_for_frontend,
             );
-            crate::frontend::worker::spawn_local(&f, querier.clone(), "conformance", 4, workers.clone());
+            crate::frontend::worker::spawn_local(
+                &f,
+                querier.clone(),
+                "conformance",
+                4,
+                Default::default(),
+                workers.clone(),
+            );
             f
         });
         Ok(Loaded { distributor, ingester, querier, frontend, _workers: workers.drop_guard(), _dir: dir })

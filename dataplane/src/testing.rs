@@ -107,6 +107,23 @@ impl NornProcess {
         Some(*self.addr.get_or_init(|| addr))
     }
 
+    /// The gRPC address, once the process logged `serving grpc ... addr=...`.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        let f = std::fs::File::open(&self.log).ok()?;
+        BufReader::new(f).lines().map_while(Result::ok).find_map(|l| {
+            let at = l.find("serving grpc")?;
+            l[at..].split_whitespace().find_map(|w| w.strip_prefix("addr="))?.parse().ok()
+        })
+    }
+
+    /// The process's peak resident set size (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: u64 =
+            status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    }
+
     /// The HTTP address; panics before the process logged it ([`NornProcess::start`] waits).
     pub fn addr(&self) -> SocketAddr {
         self.http_addr().expect("norn does not serve http yet")

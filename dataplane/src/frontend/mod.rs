@@ -498,10 +498,12 @@ impl Frontend {
         })
         .await?;
         let mut results = Vec::new();
+        let mut answers = answers;
         for leaf in plan.distinct_leaves() {
-            let merge = plan.shard_merge(leaf).ok_or_else(|| unexpected("a shardable range aggregation"))?;
-            let parts: Vec<LeafRows> = answers.iter().filter(|(l, _)| *l == leaf).map(|(_, r)| r.clone()).collect();
-            results.push((leaf, LeafRows::merge_shards(merge, parts)));
+            let (mine, rest): (Vec<_>, Vec<_>) = answers.into_iter().partition(|(l, _)| *l == leaf);
+            answers = rest;
+            let parts = mine.into_iter().map(|(_, rows)| rows).collect();
+            results.push((leaf, plan.join_shards(leaf, parts).map_err(eval_error)?));
         }
         plan.finish(results, &EvalLimits { max_series: self.max_series(&ctx.tenants) }).await.map_err(eval_error)
     }

@@ -62,7 +62,7 @@ fn fixture_full(limits: Limits, range: QueryRangeConfig, workers: usize, qcfg: Q
     let frontend = Frontend::new(FrontendConfig::default(), range, 1 << 30, limits, Some(cache), &metrics);
     let stop = CancellationToken::new();
     if workers > 0 {
-        worker::spawn_local(&frontend, querier.clone(), "local", workers, stop.clone());
+        worker::spawn_local(&frontend, querier.clone(), "local", workers, Default::default(), stop.clone());
     }
     Fixture { _dir: dir, ingester, querier, frontend, workers: stop }
 }

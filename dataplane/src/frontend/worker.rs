@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -28,11 +29,18 @@ use crate::querier::Querier;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Jobs a querier's workers ran (`norn_querier_worker_jobs_total`).
+pub fn jobs_counter(metrics: &crate::metrics::Metrics) -> Counter {
+    let c = Counter::default();
+    metrics.register("querier_worker_jobs", "Sub-queries of query frontends this querier ran", c.clone());
+    c
+}
+
 /// Starts `n` in-process workers taking jobs from `frontend`'s queue as querier `id`.
-pub fn spawn_local(frontend: &Frontend, querier: Querier, id: &str, n: usize, stop: CancellationToken) {
+pub fn spawn_local(frontend: &Frontend, querier: Querier, id: &str, n: usize, jobs: Counter, stop: CancellationToken) {
     for _ in 0..n.max(1) {
         let mut conn = frontend.queue().connect(id);
-        let (querier, stop) = (querier.clone(), stop.clone());
+        let (querier, stop, jobs) = (querier.clone(), stop.clone(), jobs.clone());
         tokio::spawn(async move {
             loop {
                 let pending = tokio::select! {
@@ -42,6 +50,7 @@ pub fn spawn_local(frontend: &Frontend, querier: Querier, id: &str, n: usize, st
                     },
                     _ = stop.cancelled() => return,
                 };
+                jobs.inc();
                 tokio::select! {
                     r = execute(&querier, &pending.job) => {
                         let _ = pending.reply.send(r);
@@ -60,6 +69,7 @@ pub async fn run_remote(
     id: String,
     concurrency: usize,
     max_msg_size: usize,
+    jobs: Counter,
     stop: CancellationToken,
 ) {
     // Per frontend address: the token that stops its streams, and how many it runs.
@@ -82,7 +92,9 @@ pub async fn run_remote(
                     }
                     let token = stop.child_token();
                     for _ in 0..per {
-                        tokio::spawn(connection(addr, querier.clone(), id.clone(), max_msg_size, token.clone()));
+                        let worker =
+                            Worker { querier: querier.clone(), id: id.clone(), max_msg_size, jobs: jobs.clone() };
+                        tokio::spawn(connection(addr, worker, token.clone()));
                     }
                     tracing::info!(frontend = %addr, streams = per, "querier pulling from a query frontend");
                     running.insert(addr, (token, per));
@@ -97,11 +109,19 @@ pub async fn run_remote(
     }
 }
 
+/// What a remote worker runs jobs with.
+struct Worker {
+    querier: Querier,
+    id: String,
+    max_msg_size: usize,
+    jobs: Counter,
+}
+
 /// One stream to a frontend, reconnected with backoff until `stop`.
-async fn connection(addr: SocketAddr, querier: Querier, id: String, max_msg_size: usize, stop: CancellationToken) {
+async fn connection(addr: SocketAddr, worker: Worker, stop: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     while !stop.is_cancelled() {
-        match session(addr, &querier, &id, max_msg_size, &stop).await {
+        match session(addr, &worker, &stop).await {
             Ok(()) => backoff = MIN_BACKOFF,
             Err(err) => {
                 tracing::debug!(frontend = %addr, %err, "query frontend stream ended");
@@ -116,13 +136,8 @@ async fn connection(addr: SocketAddr, querier: Querier, id: String, max_msg_size
 }
 
 /// Connects, registers and runs jobs until the stream ends.
-async fn session(
-    addr: SocketAddr,
-    querier: &Querier,
-    id: &str,
-    max_msg_size: usize,
-    stop: &CancellationToken,
-) -> Result<(), String> {
+async fn session(addr: SocketAddr, worker: &Worker, stop: &CancellationToken) -> Result<(), String> {
+    let max_msg_size = worker.max_msg_size;
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(2))
@@ -138,7 +153,7 @@ async fn session(
         .max_encoding_message_size(max_msg_size);
     grpc.ready().await.map_err(|e| format!("connection not ready: {e}"))?;
     let (tx, rx) = mpsc::channel::<QuerierToFrontend>(4);
-    tx.send(QuerierToFrontend { querier_id: id.to_string(), ..Default::default() })
+    tx.send(QuerierToFrontend { querier_id: worker.id.clone(), ..Default::default() })
         .await
         .map_err(|_| "stream closed".to_string())?;
     let outbound = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
@@ -156,9 +171,10 @@ async fn session(
         let Some(msg) = msg else { return Ok(()) };
         let Some(job) = msg.job else { continue }; // a cancel of a job already answered
         let id = msg.id;
+        worker.jobs.inc();
         let run = async {
             match Job::try_from(job) {
-                Ok(job) => execute(querier, &job).await,
+                Ok(job) => execute(&worker.querier, &job).await,
                 Err(e) => Err(SubError::new(ErrorKind::Invalid, e)),
             }
         };

@@ -169,7 +169,8 @@ impl Querier {
     }
 
     /// Evaluates one range aggregation of a metric query (`leaf`, in evaluation order) over the
-    /// streams of `shard`: the query frontend's part of a sharded query. Limits are the
+    /// streams of `shard`, as [`MetricPlan::eval_shard`] does: the query frontend's part of a
+    /// sharded query. Limits are the
     /// frontend's to check; the timeout applies here too.
     pub async fn query_leaf(
         &self,
@@ -189,7 +190,7 @@ impl Querier {
         let plan = &plan;
         let weigh = |rows: &LeafRows| rows.cells() * 16;
         let (rows, ..) =
-            self.evaluate(tenants, shard, weigh, |source| async move { plan.eval_leaf(source, leaf).await }).await?;
+            self.evaluate(tenants, shard, weigh, |source| async move { plan.eval_shard(source, leaf).await }).await?;
         Ok(rows)
     }
 

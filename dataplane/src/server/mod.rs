@@ -146,19 +146,12 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
     // Workers that run the frontend's sub-queries: in-process when this process also runs the
     // querier, over gRPC to the frontends named by `frontend_worker.frontend_address`.
     let workers = CancellationToken::new();
-    if let (Some(f), Some(q)) = (&frontend, &querier)
-        && cfg.target.has(Role::Querier)
-    {
-        crate::frontend::worker::spawn_local(
-            f,
-            q.clone(),
-            &cfg.instance.id,
-            cfg.querier.max_concurrent,
-            workers.clone(),
-        );
+    let jobs = cfg.target.has(Role::Querier).then(|| crate::frontend::worker::jobs_counter(&metrics));
+    if let (Some(f), Some(q), Some(jobs)) = (&frontend, &querier, &jobs) {
+        let n = cfg.querier.max_concurrent;
+        crate::frontend::worker::spawn_local(f, q.clone(), &cfg.instance.id, n, jobs.clone(), workers.clone());
     }
-    if let Some(q) = &querier
-        && cfg.target.has(Role::Querier)
+    if let (Some(q), Some(jobs)) = (&querier, &jobs)
         && !cfg.frontend_worker.frontend_address.is_empty()
     {
         tokio::spawn(crate::frontend::worker::run_remote(
@@ -167,6 +160,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
             cfg.instance.id.clone(),
             cfg.querier.max_concurrent,
             cfg.grpc.max_recv_msg_size.as_usize(),
+            jobs.clone(),
             workers.clone(),
         ));
     }

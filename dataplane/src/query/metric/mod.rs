@@ -198,6 +198,48 @@ impl MetricPlan {
             .collect()
     }
 
+    /// What a shard evaluates for leaf `i`: the leaf itself, except that a rate is evaluated
+    /// as the count, sum or bytes it divides, so that shards add exact numerators and the
+    /// division happens once, after the join ([`MetricPlan::join_shards`]), as unsharded.
+    fn shard_leaf(&self, i: usize) -> Option<Leaf> {
+        let mut leaf = self.leaves.get(i)?.clone();
+        leaf.agg.op = match leaf.agg.op {
+            RangeOp::Rate if leaf.agg.range.unwrap.is_some() => RangeOp::SumOverTime,
+            RangeOp::Rate => RangeOp::CountOverTime,
+            RangeOp::BytesRate => RangeOp::BytesOverTime,
+            op => op,
+        };
+        Some(leaf)
+    }
+
+    /// Evaluates leaf `leaf` over one shard of the streams (`source`), for
+    /// [`MetricPlan::join_shards`].
+    pub async fn eval_shard(&self, source: Arc<dyn LogSource>, leaf: usize) -> Result<LeafRows, EvalError> {
+        let l = self.shard_leaf(leaf).ok_or_else(|| {
+            EvalError::Invalid(format!("the query has {} range aggregations, not {}", self.leaves.len(), leaf + 1))
+        })?;
+        range::evaluate(source, &l, self.steps).await.map(LeafRows)
+    }
+
+    /// Joins the shards' rows of leaf `leaf` ([`MetricPlan::eval_shard`] over each shard) into
+    /// the rows of the leaf over all streams.
+    pub fn join_shards(&self, leaf: usize, shards: Vec<LeafRows>) -> Result<LeafRows, EvalError> {
+        let merge = self
+            .shard_merge(leaf)
+            .ok_or_else(|| EvalError::Internal(format!("range aggregation {leaf} cannot be sharded")))?;
+        let mut rows = LeafRows::merge_shards(merge, shards);
+        let l = &self.leaves[leaf];
+        if matches!(l.agg.op, RangeOp::Rate | RangeOp::BytesRate) {
+            let secs = window::seconds(l.agg.range.range.max(1));
+            for row in &mut rows.0 {
+                for v in row.values.iter_mut().flatten() {
+                    *v /= secs;
+                }
+            }
+        }
+        Ok(rows)
+    }
+
     /// Evaluates leaf `leaf` over `source`.
     pub async fn eval_leaf(&self, source: Arc<dyn LogSource>, leaf: usize) -> Result<LeafRows, EvalError> {
         let leaf = self.leaves.get(leaf).ok_or_else(|| {

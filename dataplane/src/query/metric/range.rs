@@ -78,8 +78,12 @@ pub(crate) async fn evaluate(source: Arc<dyn LogSource>, leaf: &Leaf, steps: Ste
             return Err(labelset::pipeline_error(&partial.labels[s]));
         }
         let values = scan.finish(&mut partial)?;
-        let rows: Vec<Row> =
+        let mut rows: Vec<Row> =
             partial.labels.into_iter().zip(values).map(|(labels, values)| Row { labels, values }).collect();
+        // In label order, whatever order the worker threads met the series in: what the tree
+        // above computes from the rows (sums of an `avg`, ties of a `topk`) does not depend
+        // on scheduling, and the same rows joined from shards come out the same.
+        rows.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(match absent {
             Some(labels) => absent_rows(labels, &rows, scan.window.n),
             None => rows,

@@ -55,9 +55,7 @@ impl Window {
 
     /// The window length in seconds, as Go's `Duration.Seconds` computes it.
     pub(crate) fn range_seconds(&self) -> f64 {
-        let sec = self.range / 1_000_000_000;
-        let nsec = self.range % 1_000_000_000;
-        sec as f64 + nsec as f64 / 1e9
+        seconds(self.range)
     }
 }
 
@@ -328,4 +326,11 @@ fn add_slices(dst: &mut [i64], src: &[i64]) {
     for (d, s) in dst.iter_mut().zip(src) {
         *d += *s;
     }
+}
+
+/// A range in nanoseconds as float seconds, exactly as the rates divide by it.
+pub(crate) fn seconds(range: i64) -> f64 {
+    let sec = range / 1_000_000_000;
+    let nsec = range % 1_000_000_000;
+    sec as f64 + nsec as f64 / 1e9
 }
