@@ -2,6 +2,7 @@
 # The whole test suite, from a fresh Debian machine with the Rust toolchain.
 # Installs what the build and the tests need when it is missing:
 #   - etcd (Debian etcd-server), the ring store the ring tests run against (NORN_ETCD).
+#   - memcached (Debian memcached), the query frontend's results cache in a cluster (NORN_MEMCACHED).
 #   - moto_server (PyPI moto[server]) in ./.venv, the S3 server the storage tests run against.
 #   - helm-python-sdk (PyPI: Helm's Go SDK inside the wheel, no helm binary) in the same .venv,
 #     with which the operator's chart test lints and renders charts/norn.
@@ -42,6 +43,9 @@ ensure_apt() {
 
 ensure_apt etcd etcd-server
 export NORN_ETCD="$(command -v etcd)"
+# memcached, the results cache of the query frontend in a cluster (its tests run a real one).
+ensure_apt memcached memcached
+export NORN_MEMCACHED="$(command -v memcached)"
 ensure_moto
 ensure_helm_sdk
 export NORN_HELM_PYTHON="$PWD/.venv/bin/python"

@@ -30,6 +30,7 @@ pub mod proto;
 pub mod queue;
 pub mod rpc;
 pub mod split;
+pub mod testing;
 pub mod worker;
 
 #[cfg(test)]

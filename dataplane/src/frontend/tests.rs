@@ -40,6 +40,18 @@ fn fixture_with(limits: Limits, range: QueryRangeConfig, workers: usize) -> Fixt
 }
 
 fn fixture_full(limits: Limits, range: QueryRangeConfig, workers: usize, qcfg: QuerierConfig) -> Fixture {
+    let metrics = Metrics::new();
+    let cache = ResultsCache::new(Arc::new(EmbeddedCache::new(64 << 20, Duration::from_secs(3600))), &metrics);
+    fixture_cache(limits, range, workers, qcfg, cache)
+}
+
+fn fixture_cache(
+    limits: Limits,
+    range: QueryRangeConfig,
+    workers: usize,
+    qcfg: QuerierConfig,
+    cache: ResultsCache,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let limits = Arc::new(TenantLimits::new(limits, &HashMap::new()).unwrap());
     let store = Arc::new(MemoryStore::default());
@@ -58,7 +70,6 @@ fn fixture_full(limits: Limits, range: QueryRangeConfig, workers: usize, qcfg: Q
     )
     .unwrap();
     let querier = Querier::new(qcfg, Some(ingester.clone() as Arc<dyn IngesterData>), store, index, limits.clone());
-    let cache = ResultsCache::new(Arc::new(EmbeddedCache::new(64 << 20, Duration::from_secs(3600))), &metrics);
     let frontend = Frontend::new(FrontendConfig::default(), range, 1 << 30, limits, Some(cache), &metrics);
     let stop = CancellationToken::new();
     if workers > 0 {
@@ -288,4 +299,43 @@ async fn a_query_over_its_memory_budget_fails_alone() {
     assert!(err.to_string().contains("querier.max_query_memory (256KiB)"), "{err}");
     let Value::Matrix(m) = small.unwrap().value else { panic!("not a matrix") };
     assert_eq!(m.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_cached_in_a_real_memcached_and_a_dead_one_is_only_a_miss() {
+    let mut mc = super::testing::MemcachedServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let backend = super::memcached::Memcached::new(
+        vec![mc.addr().to_string()],
+        Duration::from_millis(500),
+        4,
+        1 << 20,
+        Duration::ZERO,
+    );
+    let metrics = Metrics::new();
+    let cache = ResultsCache::new(Arc::new(backend), &metrics);
+    let limits = Limits { reject_old_samples: false, ..Default::default() };
+    let f = fixture_cache(limits, QueryRangeConfig::default(), 4, QuerierConfig::default(), cache);
+    let now = now_nanos();
+    f.push("t", 3, 360, 30 * S, now).await;
+    let q = "sum by (pod) (rate({app=\"a\"}[5m]))";
+    let end = now - now.rem_euclid(60 * S);
+    let params = range(end - 3 * HOUR, end, 60 * S);
+    let first = f.frontend.query(&tenants("t"), q, &params).await.unwrap().value;
+    let ran = f.subqueries();
+    assert_eq!(f.frontend.query(&tenants("t"), q, &params).await.unwrap().value, first);
+    assert!(f.subqueries() - ran <= 2, "the old splits came from memcached");
+    let hits: u64 = metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("norn_query_frontend_cache_hits_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(hits >= 3, "{hits} cache hits on the repeat of a query of four splits");
+    // Tenant u asks the same query: its own key, nothing of t.
+    assert_eq!(f.frontend.query(&tenants("u"), q, &params).await.unwrap().value, Value::Matrix(vec![]));
+    // memcached goes away: the same query is computed again, with the same answer, no error.
+    mc.kill();
+    let ran = f.subqueries();
+    assert_eq!(f.frontend.query(&tenants("t"), q, &params).await.unwrap().value, first);
+    assert!(f.subqueries() - ran >= 4, "every split computed again without the cache");
 }
