@@ -27,7 +27,9 @@ pub const GRPC_PORT: i32 = 9095;
 /// - `ingester.flush_on_shutdown: true`: an ingester stopped by Kubernetes (scale-down, node
 ///   drain, cluster deletion) flushes its chunks to the object store instead of leaving them in a
 ///   WAL that nobody may replay. `terminationGracePeriodSeconds` leaves it the time to.
-/// - Limits are Norn's `limits` and `overrides` blocks as given in `spec.limits`.
+/// - Limits are Norn's `limits` and `overrides` blocks as given in `spec.limits`, with
+///   `spec.queryFrontend.splitQueriesByInterval` as `limits.split_queries_by_interval`.
+/// - `spec.queryFrontend.resultsCache` becomes the `query_range` results-cache settings.
 pub fn tree(spec: &LogClusterSpec) -> Value {
     let s3 = &spec.object_storage.s3;
     let mut s3_tree = Map::new();
@@ -44,9 +46,28 @@ pub fn tree(spec: &LogClusterSpec) -> Value {
     root.insert("http".into(), json!({ "addr": format!("0.0.0.0:{HTTP_PORT}") }));
     root.insert("ingester".into(), json!({ "flush_on_shutdown": true }));
     root.insert("storage".into(), json!({ "backend": "s3", "s3": Value::Object(s3_tree) }));
-    if !spec.limits.global.is_empty() {
-        let global: Map<String, Value> = spec.limits.global.clone().into_iter().collect();
+    let mut global: Map<String, Value> = spec.limits.global.clone().into_iter().collect();
+    let frontend = &spec.query_frontend;
+    if let Some(interval) = &frontend.split_queries_by_interval {
+        global.insert("split_queries_by_interval".into(), json!(interval));
+    }
+    if !global.is_empty() {
         root.insert("limits".into(), Value::Object(global));
+    }
+    if let Some(cache) = &frontend.results_cache {
+        let mut c = Map::new();
+        if let Some(mb) = cache.embedded_max_size_mb {
+            c.insert("embedded_cache".into(), json!({ "max_size_mb": mb }));
+        }
+        if let Some(addresses) = &cache.memcached_addresses {
+            c.insert("memcached_client".into(), json!({ "addresses": addresses }));
+        }
+        let mut range = Map::new();
+        range.insert("cache_results".into(), json!(cache.enabled.unwrap_or(true)));
+        if !c.is_empty() {
+            range.insert("results_cache".into(), json!({ "cache": Value::Object(c) }));
+        }
+        root.insert("query_range".into(), Value::Object(range));
     }
     if !spec.limits.tenants.is_empty() {
         let overrides: Map<String, Value> = spec

@@ -13,6 +13,7 @@
 //! | `--instance.zone` | the zone, for zone-aware ingesters |
 //! | `--ring.store`, `--ring.etcd.endpoints`, `--ring.prefix` | the ring in etcd |
 //! | `--replication-factor` | `spec.replicationFactor` |
+//! | `--frontend-worker.frontend-address` | queriers, when there are query frontends: their headless Service |
 
 use std::collections::BTreeMap;
 
@@ -73,7 +74,7 @@ pub fn statefulsets(v: &ValidCluster) -> Vec<StatefulSet> {
                 let c = match component {
                     Component::Distributor => &spec.distributor,
                     Component::Querier => &spec.querier,
-                    _ => &spec.query_frontend,
+                    _ => &spec.query_frontend.component,
                 };
                 let placement = Placement {
                     replicas: c.replicas,
@@ -313,6 +314,12 @@ pub fn args(v: &ValidCluster, component: Component, zone: Option<&str>) -> Vec<S
         format!("--ring.prefix={}", v.ring_prefix),
         format!("--replication-factor={}", v.spec.replication_factor),
     ]);
+    if component == Component::Querier && v.spec.query_frontend.replicas > 0 {
+        // The frontends' headless Service resolves to every ready frontend pod: each querier
+        // pulls work from all of them.
+        let frontends = format!("{}.{}.svc:{GRPC_PORT}", v.names.headless(Component::QueryFrontend), v.namespace);
+        args.push(format!("--frontend-worker.frontend-address={frontends}"));
+    }
     args
 }
 

@@ -172,6 +172,34 @@ fn the_rendered_config_is_what_norn_parses() {
     let tenants = norn::limits::TenantLimits::new(cfg.limits.clone(), &cfg.overrides).expect("overrides");
     assert_eq!(tenants.get("team-a").ingestion_rate_mb, 20.0);
     assert_eq!(tenants.get("team-a").max_line_size, norn::config::units::ByteSize(256_000));
+    // The query frontend's settings.
+    assert_eq!(cfg.limits.split_queries_by_interval, norn::config::units::Dur::mins(30));
+    assert!(cfg.query_range.cache_results);
+    assert_eq!(
+        cfg.query_range.results_cache.cache.memcached_client.servers(),
+        vec!["memcached.observability.svc:11211"]
+    );
+}
+
+/// Queriers pull work from every query frontend through the frontends' headless Service; with
+/// no frontends they pull from none.
+#[test]
+fn queriers_pull_from_the_frontends_headless_service() {
+    let valid = validate(&load("managed-etcd")).expect("valid");
+    let args = statefulset::args(&valid, Component::Querier, None);
+    assert!(
+        args.contains(
+            &"--frontend-worker.frontend-address=logs-query-frontend-headless.observability.svc:9095".to_string()
+        ),
+        "{args:?}"
+    );
+    for c in [Component::Distributor, Component::Ingester, Component::QueryFrontend] {
+        assert!(!statefulset::args(&valid, c, None).iter().any(|a| a.starts_with("--frontend-worker")), "{c}");
+    }
+    let mut lc = load("managed-etcd");
+    lc.spec.query_frontend.component.replicas = 0;
+    let valid = validate(&lc).expect("valid");
+    assert!(!statefulset::args(&valid, Component::Querier, None).iter().any(|a| a.starts_with("--frontend-worker")));
 }
 
 /// Norn's own flag parser and configuration loader accept every pod's command line, with the

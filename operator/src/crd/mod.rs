@@ -92,9 +92,10 @@ pub struct LogClusterSpec {
     /// Queriers: answer LogQL queries from ingesters and the object store.
     #[serde(default)]
     pub querier: ComponentSpec,
-    /// Query frontends: split, queue and cache queries in front of the queriers.
+    /// Query frontends: queue, split, shard and cache queries in front of the queriers, which
+    /// pull their work from them. Point Grafana at their Service.
     #[serde(default)]
-    pub query_frontend: ComponentSpec,
+    pub query_frontend: QueryFrontendSpec,
     /// How many ingesters hold each stream; a write succeeds when a quorum (`floor(RF/2)+1`)
     /// acknowledged it.
     #[serde(default = "default_replication_factor")]
@@ -145,6 +146,46 @@ pub struct ComponentSpec {
     /// Taints the pods tolerate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+}
+
+/// The query frontends: their pods, and how they split and cache queries.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryFrontendSpec {
+    #[serde(flatten)]
+    pub component: ComponentSpec,
+    /// Length of the time splits of range queries (Norn's `limits.split_queries_by_interval`,
+    /// a duration such as `30m`; `0s` turns splitting off). Unset: Norn's default, 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_queries_by_interval: Option<String>,
+    /// Where query results are cached. Unset: each frontend's embedded cache (100 MB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_cache: Option<ResultsCacheSpec>,
+}
+
+impl std::ops::Deref for QueryFrontendSpec {
+    type Target = ComponentSpec;
+
+    fn deref(&self) -> &ComponentSpec {
+        &self.component
+    }
+}
+
+/// The results cache of the query frontends.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultsCacheSpec {
+    /// Cache results at all (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Budget of each frontend's embedded cache, in MB, when no memcached is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub embedded_max_size_mb: Option<u64>,
+    /// memcached servers shared by every frontend, as `host:port` entries separated by commas
+    /// (e.g. the Service of a memcached you run). Set, it replaces the embedded caches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memcached_addresses: Option<String>,
 }
 
 impl Default for ComponentSpec {
