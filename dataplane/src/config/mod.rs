@@ -39,6 +39,8 @@ pub struct Config {
     /// How distributors and queriers call ingesters.
     pub ingester_client: crate::rpc::ClientConfig,
     pub querier: crate::querier::QuerierConfig,
+    /// Retention, delete requests and index compaction.
+    pub compactor: crate::compactor::CompactorConfig,
     pub storage: StorageConfig,
     /// Limits for every tenant without an override.
     pub limits: Limits,
@@ -243,10 +245,11 @@ pub enum Role {
     Ingester,
     Querier,
     QueryFrontend,
+    Compactor,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Distributor, Role::Ingester, Role::Querier, Role::QueryFrontend];
+    pub const ALL: [Role; 5] = [Role::Distributor, Role::Ingester, Role::Querier, Role::QueryFrontend, Role::Compactor];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -254,6 +257,7 @@ impl Role {
             Role::Ingester => "ingester",
             Role::Querier => "querier",
             Role::QueryFrontend => "query-frontend",
+            Role::Compactor => "compactor",
         }
     }
 }
@@ -295,9 +299,10 @@ impl FromStr for Targets {
                 "ingester" => drop(out.insert(Role::Ingester)),
                 "querier" => drop(out.insert(Role::Querier)),
                 "query-frontend" => drop(out.insert(Role::QueryFrontend)),
+                "compactor" => drop(out.insert(Role::Compactor)),
                 other => {
                     return Err(format!(
-                        "unknown target {other:?}: expected all, distributor, ingester, querier or query-frontend"
+                        "unknown target {other:?}: expected all, distributor, ingester, querier, query-frontend or compactor"
                     ));
                 }
             }
@@ -425,6 +430,7 @@ impl Config {
             return Err("grpc.max_recv_msg_size must be at least 1MiB".into());
         }
         self.ingester_client.validate()?;
+        self.compactor.validate()?;
         self.storage.validate()?;
         self.instance.validate()?;
         self.ring.validate()?;

@@ -97,6 +97,8 @@ pub(crate) struct App {
     /// The distributor's ring membership (readiness).
     pub(crate) distributor_lifecycler: Option<Arc<Lifecycler>>,
     pub(crate) querier: Option<Querier>,
+    /// Retention, delete requests and index compaction (`/loki/api/v1/delete`).
+    pub(crate) compactor: Option<Arc<crate::compactor::Compactor>>,
     /// Cancelled to stop the process (`/ingester/shutdown` with `terminate=true`).
     pub(crate) shutdown: CancellationToken,
 }
@@ -122,6 +124,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
     let store = storage::from_config(&cfg.storage, &cfg.data.dir).await?;
     let index = Arc::new(Index::with_config(store.clone(), &cfg.storage.index));
     let pool = crate::rpc::IngesterPool::new(cfg.ingester_client.clone());
+    let deletes = Arc::new(crate::compactor::DeleteRequests::new(store.clone()));
 
     let member = if cfg.target.has(Role::Ingester) {
         Some(start_ingester(&cfg, &rings, grpc_addr, &limits, &metrics, &store, &index, &background, &shutdown).await?)
@@ -155,7 +158,19 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
             Some(ing) => ing.clone(),
             None => Arc::new(RingIngesters::new(rings.ingesters.clone(), pool.clone())),
         };
+        let hide = crate::compactor::ReadFilter::new(
+            limits.clone(),
+            deletes.clone(),
+            cfg.compactor.retention_enabled,
+            Arc::new(SystemClock),
+        );
         Querier::new(cfg.querier.clone(), Some(recent), store.clone(), index.clone(), limits.clone())
+            .with_read_filter(Arc::new(hide))
+    });
+    let compactor = cfg.target.has(Role::Compactor).then(|| {
+        let kv = rings.kv.store().clone();
+        let (s, i, l, d) = (store.clone(), index.clone(), limits.clone(), deletes.clone());
+        crate::compactor::start(&cfg, s, i, l, d, kv, &metrics, shutdown.clone())
     });
     let flush_loop = CancellationToken::new();
     let bg_task = ingester.clone().map(|ing| tokio::spawn(ing.run_background(flush_loop.clone())));
@@ -174,6 +189,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         member: member.clone(),
         distributor_lifecycler: distributor_lifecycler.clone(),
         querier,
+        compactor: compactor.as_ref().map(|(c, _)| c.clone()),
         shutdown: shutdown.clone(),
     };
     starting.stop().await;
@@ -216,6 +232,9 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         let _ = t.await;
     }
     if let Some(t) = grpc_server {
+        let _ = t.await;
+    }
+    if let Some((_, t)) = compactor {
         let _ = t.await;
     }
     if let Some(l) = distributor_lifecycler
@@ -362,6 +381,7 @@ fn router(app: App) -> Router {
         .route("/flush", post(flush).get(flush))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .merge(crate::api::routes())
+        .merge(crate::compactor::http::routes())
         .merge(lifecycle::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
@@ -397,7 +417,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The tenant of a request: `X-Scope-OrgID` when auth is enabled, `fake` otherwise.
-fn tenant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn tenant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     if !app.cfg.auth.enabled {
         return Ok(DEFAULT_TENANT.to_string());
     }
