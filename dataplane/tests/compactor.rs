@@ -382,3 +382,32 @@ async fn a_compactor_killed_mid_pass_never_leaves_a_dangling_index_entry_and_con
     eprintln!("{mid_pass} of 6 kills landed in the middle of a {took}s pass");
     assert!(mid_pass > 0, "no kill landed in the middle of a pass");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_etcd_one_compactor_works_and_a_second_takes_over_when_it_dies() {
+    let etcd = norn::ring::testing::EtcdServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--target=compactor".to_string(),
+        format!("--data.dir={}", dir.path().display()),
+        "--ring.store=etcd".into(),
+        format!("--ring.etcd.endpoints={}", etcd.endpoint()),
+        "--compactor.lease-ttl=1s".into(),
+        "--compactor.compaction-interval=100ms".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = start_norn(dir.path(), &args);
+    eventually("the first compactor to take the lease", || async { status(&first).await["state"] == "active" }).await;
+    let second = start_norn(dir.path(), &args);
+    // The first keeps renewing: over several lease periods the second only waits.
+    let waiting_since = Instant::now();
+    while waiting_since.elapsed() < Duration::from_secs(3) {
+        assert_eq!(status(&second).await["state"], "waiting for the lease");
+        assert_eq!(status(&first).await["state"], "active");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(&second).await["passes"], 0);
+    first.kill9();
+    eventually("the second compactor to take over", || async { status(&second).await["state"] == "active" }).await;
+    complete_pass(&second).await;
+}
