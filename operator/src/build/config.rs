@@ -28,6 +28,9 @@ pub const GRPC_PORT: i32 = 9095;
 ///   drain, cluster deletion) flushes its chunks to the object store instead of leaving them in a
 ///   WAL that nobody may replay. `terminationGracePeriodSeconds` leaves it the time to.
 /// - Limits are Norn's `limits` and `overrides` blocks as given in `spec.limits`.
+/// - `spec.retention` turns on `compactor.retention_enabled` and sets `limits.retention_period`,
+///   `limits.retention_stream`, the tenants' `overrides.<id>.retention_period` and
+///   `compactor.retention_delete_delay` (over the same keys of `spec.limits`).
 pub fn tree(spec: &LogClusterSpec) -> Value {
     let s3 = &spec.object_storage.s3;
     let mut s3_tree = Map::new();
@@ -44,17 +47,42 @@ pub fn tree(spec: &LogClusterSpec) -> Value {
     root.insert("http".into(), json!({ "addr": format!("0.0.0.0:{HTTP_PORT}") }));
     root.insert("ingester".into(), json!({ "flush_on_shutdown": true }));
     root.insert("storage".into(), json!({ "backend": "s3", "s3": Value::Object(s3_tree) }));
-    if !spec.limits.global.is_empty() {
-        let global: Map<String, Value> = spec.limits.global.clone().into_iter().collect();
-        root.insert("limits".into(), Value::Object(global));
+    let mut limits: Map<String, Value> = spec.limits.global.clone().into_iter().collect();
+    let mut overrides: Map<String, Value> = spec
+        .limits
+        .tenants
+        .iter()
+        .map(|(tenant, limits)| (tenant.clone(), Value::Object(limits.clone().into_iter().collect())))
+        .collect();
+    if let Some(r) = &spec.retention {
+        let mut compactor = Map::new();
+        compactor.insert("retention_enabled".into(), json!(true));
+        if let Some(delay) = &r.delete_delay {
+            compactor.insert("retention_delete_delay".into(), json!(delay));
+        }
+        root.insert("compactor".into(), Value::Object(compactor));
+        if let Some(period) = &r.period {
+            limits.insert("retention_period".into(), json!(period));
+        }
+        if !r.streams.is_empty() {
+            let rules: Vec<Value> = r
+                .streams
+                .iter()
+                .map(|s| json!({ "selector": s.selector, "priority": s.priority, "period": s.period }))
+                .collect();
+            limits.insert("retention_stream".into(), Value::Array(rules));
+        }
+        for (tenant, period) in &r.tenants {
+            let entry = overrides.entry(tenant.clone()).or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert("retention_period".into(), json!(period));
+            }
+        }
     }
-    if !spec.limits.tenants.is_empty() {
-        let overrides: Map<String, Value> = spec
-            .limits
-            .tenants
-            .iter()
-            .map(|(tenant, limits)| (tenant.clone(), Value::Object(limits.clone().into_iter().collect())))
-            .collect();
+    if !limits.is_empty() {
+        root.insert("limits".into(), Value::Object(limits));
+    }
+    if !overrides.is_empty() {
         root.insert("overrides".into(), Value::Object(overrides));
     }
     Value::Object(root)
