@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod chunk;
+pub mod compactor;
 pub mod config;
 pub mod conformance;
 pub mod distributor;

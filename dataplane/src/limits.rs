@@ -19,6 +19,43 @@ pub enum RateStrategy {
     Global,
 }
 
+/// What a tenant's delete requests do (`deletion_mode`, Loki's names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeletionMode {
+    /// The delete API refuses the tenant's requests.
+    Disabled,
+    /// Deleted lines are hidden from queries; the chunks keep them.
+    FilterOnly,
+    /// Deleted lines are hidden from queries and the compactor rewrites the chunks without them.
+    #[default]
+    FilterAndDelete,
+}
+
+impl DeletionMode {
+    /// The name as configured.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeletionMode::Disabled => "disabled",
+            DeletionMode::FilterOnly => "filter-only",
+            DeletionMode::FilterAndDelete => "filter-and-delete",
+        }
+    }
+}
+
+/// One `retention_stream` rule: streams matching `selector` are kept for `period`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRetention {
+    /// A stream selector (`{namespace="dev"}`).
+    pub selector: String,
+    /// Among matching rules the highest priority wins; ties go to the shortest period.
+    #[serde(default)]
+    pub priority: u32,
+    /// How long matching streams are kept.
+    pub period: Dur,
+}
+
 /// Limits applied to one tenant. Field names and defaults follow Loki's `limits_config`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,6 +125,13 @@ pub struct Limits {
     pub max_queriers_per_tenant: usize,
     /// Results newer than this are never cached: late data may still change them.
     pub max_cache_freshness_per_query: Dur,
+    /// How long the tenant's entries are kept (0 = forever); enforced by the compactor with
+    /// `compactor.retention_enabled`.
+    pub retention_period: Dur,
+    /// Per-stream retention rules, taking precedence over `retention_period`.
+    pub retention_stream: Vec<StreamRetention>,
+    /// What the tenant's delete requests do.
+    pub deletion_mode: DeletionMode,
 }
 
 impl Default for Limits {
@@ -123,6 +167,9 @@ impl Default for Limits {
             tsdb_max_bytes_per_shard: ByteSize(600 << 20),
             max_queriers_per_tenant: 0,
             max_cache_freshness_per_query: Dur::mins(10),
+            retention_period: Dur::secs(0),
+            retention_stream: Vec::new(),
+            deletion_mode: DeletionMode::FilterAndDelete,
         }
     }
 }
@@ -142,6 +189,14 @@ impl Limits {
         }
         if self.per_stream_rate_limit_burst < self.per_stream_rate_limit {
             return Err(format!("{path}.per_stream_rate_limit_burst must be at least per_stream_rate_limit"));
+        }
+        for (i, rule) in self.retention_stream.iter().enumerate() {
+            if let Err(e) = crate::logql::parse_matchers(&rule.selector) {
+                return Err(format!("{path}.retention_stream[{i}].selector: {e}"));
+            }
+            if rule.period.get().is_zero() {
+                return Err(format!("{path}.retention_stream[{i}].period must be greater than 0"));
+            }
         }
         Ok(())
     }

@@ -267,10 +267,17 @@ fn check_retention(spec: &LogClusterSpec, problems: &mut Vec<String>) {
         .period
         .iter()
         .map(|p| ("spec.retention.period".to_string(), p))
-        .chain(r.tenants.iter().map(|(tenant, p)| (format!("spec.retention.tenants.{tenant}"), p)));
+        .chain(r.tenants.iter().map(|(tenant, p)| (format!("spec.retention.tenants.{tenant}"), p)))
+        .chain(r.streams.iter().enumerate().map(|(i, s)| (format!("spec.retention.streams[{i}].period"), &s.period)))
+        .chain(r.delete_delay.iter().map(|p| ("spec.retention.deleteDelay".to_string(), p)));
     for (field, p) in periods {
         if let Err(e) = norn::config::units::parse_duration(p) {
             problems.push(format!("{field}: {e}"));
+        }
+    }
+    for (i, s) in r.streams.iter().enumerate() {
+        if let Err(e) = norn::logql::parse_matchers(&s.selector) {
+            problems.push(format!("spec.retention.streams[{i}].selector: {e}"));
         }
     }
 }

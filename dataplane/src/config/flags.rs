@@ -17,7 +17,7 @@ const NO_FLAG: &[&str] = &["overrides"];
 
 /// Hand-written help for the flags people reach for first; the rest say which key they set.
 const HELP: &[(&str, &str)] = &[
-    ("target", "roles to run: all, or a comma list of distributor, ingester, querier, query-frontend"),
+    ("target", "roles to run: all, or a comma list of distributor, ingester, querier, query-frontend, compactor"),
     ("http.addr", "listen address of the HTTP API"),
     ("grpc.addr", "listen address of the gRPC server"),
     ("data.dir", "directory of local state (WAL, and chunks with the filesystem store)"),
@@ -219,6 +219,10 @@ fn convert(leaf: &Leaf, raw: &str) -> Result<Value, String> {
         Kind::Num => serde_json::from_str::<serde_json::Number>(raw)
             .map(Value::Number)
             .map_err(|_| format!("expected a number, got {raw:?}")),
+        // A list of objects (`limits.retention_stream`) is given as YAML: `[{selector: ..., period: 24h}]`.
+        Kind::List if raw.trim_start().starts_with('[') => {
+            serde_norway::from_str::<Value>(raw).map_err(|e| format!("expected a YAML list: {e}"))
+        }
         Kind::List => Ok(Value::Array(
             raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.into())).collect(),
         )),

@@ -45,6 +45,8 @@ pub struct Config {
     pub frontend_worker: crate::frontend::FrontendWorkerConfig,
     /// Splitting, sharding, retries and the results cache of the query frontend.
     pub query_range: crate::frontend::QueryRangeConfig,
+    /// Retention, delete requests and index compaction.
+    pub compactor: crate::compactor::CompactorConfig,
     pub storage: StorageConfig,
     /// Limits for every tenant without an override.
     pub limits: Limits,
@@ -249,10 +251,11 @@ pub enum Role {
     Ingester,
     Querier,
     QueryFrontend,
+    Compactor,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Distributor, Role::Ingester, Role::Querier, Role::QueryFrontend];
+    pub const ALL: [Role; 5] = [Role::Distributor, Role::Ingester, Role::Querier, Role::QueryFrontend, Role::Compactor];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -260,6 +263,7 @@ impl Role {
             Role::Ingester => "ingester",
             Role::Querier => "querier",
             Role::QueryFrontend => "query-frontend",
+            Role::Compactor => "compactor",
         }
     }
 }
@@ -301,9 +305,10 @@ impl FromStr for Targets {
                 "ingester" => drop(out.insert(Role::Ingester)),
                 "querier" => drop(out.insert(Role::Querier)),
                 "query-frontend" => drop(out.insert(Role::QueryFrontend)),
+                "compactor" => drop(out.insert(Role::Compactor)),
                 other => {
                     return Err(format!(
-                        "unknown target {other:?}: expected all, distributor, ingester, querier or query-frontend"
+                        "unknown target {other:?}: expected all, distributor, ingester, querier, query-frontend or compactor"
                     ));
                 }
             }
@@ -433,6 +438,7 @@ impl Config {
         self.ingester_client.validate()?;
         self.frontend_worker.validate()?;
         self.query_range.validate()?;
+        self.compactor.validate()?;
         self.storage.validate()?;
         self.instance.validate()?;
         self.ring.validate()?;

@@ -79,6 +79,8 @@ struct Inner {
     limits: Arc<TenantLimits>,
     queue: Arc<RequestQueue>,
     cache: Option<ResultsCache>,
+    /// The tenants' cache generations: answers cached under another generation are not used.
+    generation: Option<Arc<dyn CacheGeneration>>,
     subqueries: Family<KindLabel, Counter>,
     /// Time splits of range queries (each one sub-query, or one per shard).
     splits: Counter,
@@ -94,6 +96,15 @@ impl std::fmt::Debug for Frontend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Frontend").field("queued", &self.inner.queue.len()).finish()
     }
+}
+
+/// What changes a tenant's answers of the past besides new data: its delete requests (an accepted
+/// request hides lines, a cancelled one brings them back). Cached answers are keyed by the
+/// tenant's generation, so such a change makes every older entry unused at once.
+#[async_trait::async_trait]
+pub trait CacheGeneration: Send + Sync {
+    /// A short text that changes whenever the tenant's answers of the past may have.
+    async fn generation(&self, tenant: &str) -> Result<String, String>;
 }
 
 /// What one request's sub-queries share: tenants, deadline, parallelism, cancellation.
@@ -113,6 +124,9 @@ struct Ctx {
     stats: Arc<SourceStats>,
     /// The answers held while they merge.
     budget: Arc<MemoryBudget>,
+    /// Tenants and their cache generations: the part of every cache key that is the
+    /// request's; `None` when a generation could not be read (nothing is cached then).
+    cache_scope: Option<String>,
 }
 
 impl Frontend {
@@ -154,7 +168,18 @@ impl Frontend {
             );
         }
         Self {
-            inner: Arc::new(Inner { cfg, range, max_query_memory, limits, queue, cache, subqueries, splits, retries }),
+            inner: Arc::new(Inner {
+                cfg,
+                range,
+                max_query_memory,
+                limits,
+                queue,
+                cache,
+                generation: None,
+                subqueries,
+                splits,
+                retries,
+            }),
         }
     }
 
@@ -183,7 +208,40 @@ impl Frontend {
         self.inner.retries.inc();
     }
 
-    fn ctx(&self, tenants: &[String]) -> Ctx {
+    /// Keys results of this frontend by the tenants' cache generations (the compactor's delete
+    /// requests).
+    pub fn with_cache_generation(mut self, generation: Arc<dyn CacheGeneration>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.generation = Some(generation);
+        }
+        self
+    }
+
+    async fn ctx(&self, tenants: &[String]) -> Ctx {
+        let mut ctx = self.plain_ctx(tenants);
+        if self.inner.cache.is_some()
+            && let Some(g) = &self.inner.generation
+        {
+            let mut scope = ctx.queue_key.clone();
+            for t in tenants {
+                match g.generation(t).await {
+                    Ok(gen_) => {
+                        scope.push('@');
+                        scope.push_str(&gen_);
+                    }
+                    Err(err) => {
+                        tracing::warn!(tenant = t, %err, "cannot read the cache generation; not caching");
+                        ctx.cache_scope = None;
+                        return ctx;
+                    }
+                }
+            }
+            ctx.cache_scope = Some(scope);
+        }
+        ctx
+    }
+
+    fn plain_ctx(&self, tenants: &[String]) -> Ctx {
         let l = &self.inner.limits;
         let timeout = l.strictest(tenants, |l| l.query_timeout.get());
         Ctx {
@@ -199,6 +257,7 @@ impl Frontend {
             }),
             stats: Arc::new(SourceStats::default()),
             budget: MemoryBudget::new(self.inner.max_query_memory),
+            cache_scope: Some(tenants.join("|")),
         }
     }
 
@@ -294,7 +353,7 @@ impl Frontend {
         let started = Instant::now();
         let expr = logql::parse_expr(query)?;
         crate::querier::check_limits(&self.inner.limits, tenants, &expr, params)?;
-        let ctx = self.ctx(tenants);
+        let ctx = self.ctx(tenants).await;
         let mut params = *params;
         if self.inner.range.align_queries_with_step && !params.instant && params.step > 0 {
             params.start -= params.start.rem_euclid(params.step);
@@ -336,8 +395,8 @@ impl Frontend {
         params: QueryParams,
     ) -> Result<Vec<crate::query::value::StreamResult>, SubError> {
         // Loki's negative cache: a split that held nothing stays empty once it is old enough.
-        let key = format!("logs|{}|{}|{}|{query}", ctx.queue_key, params.start, params.end);
-        let cache = self.cache_for(self.inner.range.cache_results);
+        let cache = self.cache_for(ctx, self.inner.range.cache_results);
+        let key = format!("logs|{}|{}|{}|{query}", ctx.cache_scope.as_deref().unwrap_or(""), params.start, params.end);
         if let Some(c) = cache
             && let Some((_, SubResponse::Value(Value::Streams(s)))) = c.get(&key).await
             && s.is_empty()
@@ -362,8 +421,9 @@ impl Frontend {
         self.inner.splits.inc_by(n as u64);
     }
 
-    fn cache_for(&self, enabled: bool) -> Option<&ResultsCache> {
-        self.inner.cache.as_ref().filter(|_| enabled)
+    /// The cache, when `enabled` and the request's cache generations are known.
+    fn cache_for(&self, ctx: &Ctx, enabled: bool) -> Option<&ResultsCache> {
+        self.inner.cache.as_ref().filter(|_| enabled && ctx.cache_scope.is_some())
     }
 
     fn max_series(&self, tenants: &[String]) -> usize {
@@ -429,12 +489,13 @@ impl Frontend {
         interval: i64,
         shards: u32,
     ) -> Result<Vec<Series>, SubError> {
-        let Some(cache) = self.cache_for(self.inner.range.cache_results) else {
+        let Some(cache) = self.cache_for(ctx, self.inner.range.cache_results) else {
             return self.metric_split(ctx, query, &params, shards).await.and_then(matrix);
         };
         let split = if interval > 0 { params.start.div_euclid(interval) } else { 0 };
         let phase = params.start.rem_euclid(params.step.max(1));
-        let key = format!("metric|{}|{}|{phase}|{split}|{query}", ctx.queue_key, params.step);
+        let scope = ctx.cache_scope.as_deref().unwrap_or("");
+        let key = format!("metric|{scope}|{}|{phase}|{split}|{query}", params.step);
         let cutoff = self.cacheable_until(&ctx.tenants);
         let step = params.step.max(1);
         let mut have: Vec<Series> = Vec::new();
@@ -518,8 +579,8 @@ impl Frontend {
             SubRequest::Labels { through, .. } => (*through, self.inner.range.cache_label_results),
             SubRequest::Query { .. } | SubRequest::Leaf { .. } => (i64::MAX, false),
         };
-        let cache = self.cache_for(enabled);
-        let key = format!("{}|{}|{:?}", request.kind(), ctx.queue_key, request);
+        let cache = self.cache_for(ctx, enabled);
+        let key = format!("{}|{}|{:?}", request.kind(), ctx.cache_scope.as_deref().unwrap_or(""), request);
         if let Some(c) = cache
             && let Some((_, answer)) = c.get(&key).await
         {
@@ -548,7 +609,7 @@ impl Frontend {
         from: i64,
         through: i64,
     ) -> Result<Vec<String>, QueryError> {
-        let ctx = self.ctx(tenants);
+        let ctx = self.ctx(tenants).await;
         let selector = selector_text(selector);
         let splits = self.metadata_splits(tenants, from, through);
         let answers = all_of(splits, |(from, through)| {
@@ -574,7 +635,7 @@ impl Frontend {
         from: i64,
         through: i64,
     ) -> Result<Vec<SharedLabels>, QueryError> {
-        let ctx = self.ctx(tenants);
+        let ctx = self.ctx(tenants).await;
         let selectors: Vec<String> = selectors.iter().map(|m| selector_text(m)).collect();
         let splits = self.metadata_splits(tenants, from, through);
         let answers = all_of(splits, |(from, through)| {
@@ -602,7 +663,7 @@ impl Frontend {
         from: i64,
         through: i64,
     ) -> Result<IndexStats, QueryError> {
-        let ctx = self.ctx(tenants);
+        let ctx = self.ctx(tenants).await;
         let request = SubRequest::IndexStats { selector: selector_text(selector), from, through };
         match self.stats_job(&ctx, request).await.map_err(query_error)? {
             SubResponse::Stats(s) => Ok(s),
@@ -618,7 +679,7 @@ impl Frontend {
         from: i64,
         through: i64,
     ) -> Result<Vec<(SharedLabels, SeriesVolume)>, QueryError> {
-        let ctx = self.ctx(tenants);
+        let ctx = self.ctx(tenants).await;
         let request = SubRequest::Volumes { selector: selector_text(selector), from, through };
         match self.stats_job(&ctx, request).await.map_err(query_error)? {
             SubResponse::Volumes(v) => Ok(v),

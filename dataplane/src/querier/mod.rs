@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::compactor::{ReadFilter, TenantFilter};
 use crate::config::units::ByteSize;
 use crate::entry::Direction;
 use crate::labels::{Labels, SharedLabels};
@@ -99,6 +100,8 @@ pub struct Querier {
     pub(crate) index: Arc<Index>,
     limits: Arc<TenantLimits>,
     slots: Arc<Semaphore>,
+    /// Hides entries past retention and entries of delete requests (the compactor's hook).
+    pub(crate) read_filter: Option<Arc<ReadFilter>>,
 }
 
 impl Querier {
@@ -110,7 +113,24 @@ impl Querier {
         limits: Arc<TenantLimits>,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
-        Self { cfg, ingesters, store, index, limits, slots }
+        Self { cfg, ingesters, store, index, limits, slots, read_filter: None }
+    }
+
+    /// Filters every query by retention and delete requests.
+    pub fn with_read_filter(mut self, filter: Arc<ReadFilter>) -> Self {
+        self.read_filter = Some(filter);
+        self
+    }
+
+    /// What queries of `tenant` must not return, when a read filter is set.
+    pub(crate) async fn tenant_filter(&self, tenant: &str) -> Result<Option<TenantFilter>, EvalError> {
+        match &self.read_filter {
+            None => Ok(None),
+            Some(f) => Ok(Some(
+                f.for_tenant(tenant).await.map_err(|e| EvalError::Storage(format!("reading delete requests: {e}")))?,
+            )
+            .filter(|f| !f.is_noop())),
+        }
     }
 
     fn source(
@@ -363,7 +383,10 @@ impl Querier {
                 .chunks(tenant, from, through.saturating_sub(1))
                 .await
                 .map_err(|e| EvalError::Storage(format!("reading the index: {e}")))?;
-            for r in refs.into_iter().filter(|r| matches_all(&r.labels, &selector)) {
+            let hidden = self.tenant_filter(tenant).await?;
+            let expired =
+                |r: &crate::storage::ChunkRef| hidden.as_ref().is_some_and(|f| f.expired(&r.labels, r.through));
+            for r in refs.into_iter().filter(|r| matches_all(&r.labels, &selector) && !expired(r)) {
                 let v = out.entry(relabel(&r.labels)).or_default();
                 v.chunks += 1;
                 v.entries += u64::from(r.entries);

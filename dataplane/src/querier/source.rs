@@ -125,6 +125,7 @@ impl QuerierSource {
                 streams.insert(s.fingerprint, (s.labels, s.blocks));
             }
         }
+        let hidden = self.querier.tenant_filter(tenant).await?;
         let refs: Vec<ChunkRef> = self
             .querier
             .index
@@ -133,6 +134,7 @@ impl QuerierSource {
             .map_err(|e| EvalError::Storage(format!("reading the index: {e}")))?
             .into_iter()
             .filter(|r| self.owns(r.fingerprint) && matches_all(&r.labels, &matchers))
+            .filter(|r| !hidden.as_ref().is_some_and(|f| f.expired(&r.labels, r.through)))
             .collect();
         self.stats.chunks_ref.fetch_add(refs.len() as u64, Ordering::Relaxed);
         let fetched = self.fetch(refs, from, through).await?;
@@ -141,6 +143,11 @@ impl QuerierSource {
         }
         let mut out = Vec::with_capacity(streams.len());
         for (_, (labels, mut blocks)) in streams {
+            if let Some(f) = &hidden {
+                blocks = f
+                    .apply(&labels, blocks)
+                    .map_err(|e| EvalError::Storage(format!("filtering deleted entries: {e}")))?;
+            }
             if blocks.is_empty() {
                 continue;
             }

@@ -192,7 +192,7 @@ fn model_time(ms: i64) -> String {
 
 /// Escapes text for HTML content and attribute values: instance IDs, addresses and zones come
 /// from the KV store, which any instance writes.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -35,6 +35,8 @@ pub(crate) struct App {
     pub(crate) querier: Option<Querier>,
     /// Answers every read but `tail` when the process runs a query frontend.
     pub(crate) frontend: Option<Frontend>,
+    /// Retention, delete requests and index compaction (`/loki/api/v1/delete`).
+    pub(crate) compactor: Option<Arc<crate::compactor::Compactor>>,
     /// Cancelled to stop the process (`/ingester/shutdown` with `terminate=true`).
     pub(crate) shutdown: CancellationToken,
 }

@@ -107,6 +107,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
     let store = storage::from_config(&cfg.storage, &cfg.data.dir).await?;
     let index = Arc::new(Index::with_config(store.clone(), &cfg.storage.index));
     let pool = crate::rpc::IngesterPool::new(cfg.ingester_client.clone());
+    let deletes = Arc::new(crate::compactor::DeleteRequests::new(store.clone()));
 
     let member = if cfg.target.has(Role::Ingester) {
         Some(start_ingester(&cfg, &rings, grpc_addr, &limits, &metrics, &store, &index, &background, &shutdown).await?)
@@ -140,9 +141,24 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
             Some(ing) => ing.clone(),
             None => Arc::new(RingIngesters::new(rings.ingesters.clone(), pool.clone())),
         };
+        let hide = crate::compactor::ReadFilter::new(
+            limits.clone(),
+            deletes.clone(),
+            cfg.compactor.retention_enabled,
+            Arc::new(SystemClock),
+        );
         Querier::new(cfg.querier.clone(), Some(recent), store.clone(), index.clone(), limits.clone())
+            .with_read_filter(Arc::new(hide))
     });
-    let frontend = cfg.target.has(Role::QueryFrontend).then(|| start_frontend(&cfg, &limits, &metrics));
+    let compactor = cfg.target.has(Role::Compactor).then(|| {
+        let kv = rings.kv.store().clone();
+        let (s, i, l, d) = (store.clone(), index.clone(), limits.clone(), deletes.clone());
+        crate::compactor::start(&cfg, s, i, l, d, kv, &metrics, shutdown.clone())
+    });
+    let frontend = cfg
+        .target
+        .has(Role::QueryFrontend)
+        .then(|| start_frontend(&cfg, &limits, &metrics).with_cache_generation(deletes.clone()));
     // Workers that run the frontend's sub-queries: in-process when this process also runs the
     // querier, over gRPC to the frontends named by `frontend_worker.frontend_address`.
     let workers = CancellationToken::new();
@@ -182,6 +198,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         distributor_lifecycler: distributor_lifecycler.clone(),
         querier,
         frontend: frontend.clone(),
+        compactor: compactor.as_ref().map(|(c, _)| c.clone()),
         shutdown: shutdown.clone(),
     };
     starting.stop().await;
@@ -228,6 +245,9 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         let _ = t.await;
     }
     if let Some(t) = grpc_server {
+        let _ = t.await;
+    }
+    if let Some((_, t)) = compactor {
         let _ = t.await;
     }
     if let Some(l) = distributor_lifecycler
@@ -410,6 +430,7 @@ fn router(app: App) -> Router {
         .route("/flush", post(flush).get(flush))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .merge(crate::api::routes())
+        .merge(crate::compactor::http::routes())
         .merge(lifecycle::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), observe))

@@ -225,30 +225,86 @@ impl Index {
             return Ok(stats);
         }
         for p in self.periods(tenant, from, through).await? {
-            let keys = self.list_period(tenant, p).await?;
+            let keys = self.period_objects(tenant, p).await?;
             if keys.len() < 2 {
                 continue;
             }
-            let objects = match self.fetch_all(tenant, &keys).await {
-                Ok(o) => o,
+            let refs = match self.read_objects(tenant, &keys).await {
+                Ok(r) => r,
                 // A concurrent compaction got there first.
                 Err(StorageError::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            let mut seen: HashSet<&str> = HashSet::new();
-            let refs = objects.iter().flat_map(|o| o.refs.iter()).filter(|r| seen.insert(r.key.as_str()));
-            let data = encode_index_object(tenant, refs);
-            let merged = object_key(tenant, p, &data);
-            self.store.put(&merged, Bytes::from(data)).await?;
+            let merged = self.replace_period(tenant, p, &refs, &keys).await?;
             stats.periods += 1;
             stats.objects_written += 1;
-            for key in keys.iter().filter(|k| **k != merged) {
-                self.store.delete(key).await?;
-                stats.objects_removed += 1;
-            }
+            stats.objects_removed += keys.iter().filter(|k| Some(*k) != merged.as_ref()).count() as u64;
             debug!(tenant, period = p, objects = keys.len(), "compacted index period");
         }
         Ok(stats)
+    }
+
+    /// Every period of `tenant` that has index objects, sorted.
+    pub async fn tenant_periods(&self, tenant: &str) -> Result<Vec<i64>, StorageError> {
+        check_tenant(tenant)?;
+        self.periods(tenant, i64::MIN, i64::MAX).await
+    }
+
+    /// The first and last timestamp (ns) of `period`.
+    pub fn period_bounds(&self, period: i64) -> (i64, i64) {
+        let start = period.saturating_mul(self.period_ns);
+        (start, start.saturating_add(self.period_ns - 1))
+    }
+
+    /// The keys of the index objects of one period, sorted.
+    pub async fn period_objects(&self, tenant: &str, period: i64) -> Result<Vec<String>, StorageError> {
+        check_tenant(tenant)?;
+        self.list_period(tenant, period).await
+    }
+
+    /// The chunk references held by the index objects `keys` of `tenant`, each chunk once.
+    pub async fn read_objects(&self, tenant: &str, keys: &[String]) -> Result<Vec<ChunkRef>, StorageError> {
+        let objects = self.fetch_all(tenant, keys).await?;
+        let mut seen: HashSet<&str> = HashSet::new();
+        Ok(objects.iter().flat_map(|o| o.refs.iter()).filter(|r| seen.insert(r.key.as_str())).cloned().collect())
+    }
+
+    /// Replaces the index objects `old` of `period` with one object holding `refs` (no object
+    /// when `refs` is empty): the new object is written before the old ones are deleted, so a
+    /// reader (or a crash) in between sees every reference at least once. Returns the new key.
+    pub async fn replace_period(
+        &self,
+        tenant: &str,
+        period: i64,
+        refs: &[ChunkRef],
+        old: &[String],
+    ) -> Result<Option<String>, StorageError> {
+        check_tenant(tenant)?;
+        let merged = if refs.is_empty() {
+            None
+        } else {
+            let data = encode_index_object(tenant, refs);
+            let key = object_key(tenant, period, &data);
+            self.store.put(&key, Bytes::from(data)).await?;
+            Some(key)
+        };
+        for key in old.iter().filter(|k| Some(*k) != merged.as_ref()) {
+            self.store.delete(key).await?;
+        }
+        Ok(merged)
+    }
+
+    /// Whether an index object of `tenant` lists the chunk `key`, whose entries are in
+    /// `[from, through]`: what must be false before the chunk's object may be deleted.
+    pub async fn references(&self, tenant: &str, key: &str, from: i64, through: i64) -> Result<bool, StorageError> {
+        check_tenant(tenant)?;
+        for p in self.period_of(from)..=self.period_of(through) {
+            let objects = self.load_period(tenant, p).await?;
+            if objects.iter().any(|o| o.refs.iter().any(|r| r.key == key)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The periods to read for a query range: every period in it when there are few, otherwise

@@ -30,6 +30,9 @@ pub const GRPC_PORT: i32 = 9095;
 /// - Limits are Norn's `limits` and `overrides` blocks as given in `spec.limits`, with
 ///   `spec.queryFrontend.splitQueriesByInterval` as `limits.split_queries_by_interval`.
 /// - `spec.queryFrontend.resultsCache` becomes the `query_range` results-cache settings.
+/// - `spec.retention` turns on `compactor.retention_enabled` and sets `limits.retention_period`,
+///   `limits.retention_stream`, the tenants' `overrides.<id>.retention_period` and
+///   `compactor.retention_delete_delay` (over the same keys of `spec.limits`).
 pub fn tree(spec: &LogClusterSpec) -> Value {
     let s3 = &spec.object_storage.s3;
     let mut s3_tree = Map::new();
@@ -46,13 +49,41 @@ pub fn tree(spec: &LogClusterSpec) -> Value {
     root.insert("http".into(), json!({ "addr": format!("0.0.0.0:{HTTP_PORT}") }));
     root.insert("ingester".into(), json!({ "flush_on_shutdown": true }));
     root.insert("storage".into(), json!({ "backend": "s3", "s3": Value::Object(s3_tree) }));
-    let mut global: Map<String, Value> = spec.limits.global.clone().into_iter().collect();
+    let mut limits: Map<String, Value> = spec.limits.global.clone().into_iter().collect();
+    let mut overrides: Map<String, Value> = spec
+        .limits
+        .tenants
+        .iter()
+        .map(|(tenant, limits)| (tenant.clone(), Value::Object(limits.clone().into_iter().collect())))
+        .collect();
+    if let Some(r) = &spec.retention {
+        let mut compactor = Map::new();
+        compactor.insert("retention_enabled".into(), json!(true));
+        if let Some(delay) = &r.delete_delay {
+            compactor.insert("retention_delete_delay".into(), json!(delay));
+        }
+        root.insert("compactor".into(), Value::Object(compactor));
+        if let Some(period) = &r.period {
+            limits.insert("retention_period".into(), json!(period));
+        }
+        if !r.streams.is_empty() {
+            let rules: Vec<Value> = r
+                .streams
+                .iter()
+                .map(|s| json!({ "selector": s.selector, "priority": s.priority, "period": s.period }))
+                .collect();
+            limits.insert("retention_stream".into(), Value::Array(rules));
+        }
+        for (tenant, period) in &r.tenants {
+            let entry = overrides.entry(tenant.clone()).or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert("retention_period".into(), json!(period));
+            }
+        }
+    }
     let frontend = &spec.query_frontend;
     if let Some(interval) = &frontend.split_queries_by_interval {
-        global.insert("split_queries_by_interval".into(), json!(interval));
-    }
-    if !global.is_empty() {
-        root.insert("limits".into(), Value::Object(global));
+        limits.insert("split_queries_by_interval".into(), json!(interval));
     }
     if let Some(cache) = &frontend.results_cache {
         let mut c = Map::new();
@@ -69,13 +100,10 @@ pub fn tree(spec: &LogClusterSpec) -> Value {
         }
         root.insert("query_range".into(), Value::Object(range));
     }
-    if !spec.limits.tenants.is_empty() {
-        let overrides: Map<String, Value> = spec
-            .limits
-            .tenants
-            .iter()
-            .map(|(tenant, limits)| (tenant.clone(), Value::Object(limits.clone().into_iter().collect())))
-            .collect();
+    if !limits.is_empty() {
+        root.insert("limits".into(), Value::Object(limits));
+    }
+    if !overrides.is_empty() {
         root.insert("overrides".into(), Value::Object(overrides));
     }
     Value::Object(root)

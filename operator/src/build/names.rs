@@ -32,12 +32,19 @@ pub enum Component {
     Querier,
     /// Splits, queues and caches queries.
     QueryFrontend,
+    /// Retention, delete requests and index compaction: one pod.
+    Compactor,
 }
 
 impl Component {
     /// Every Norn component, in the order children are applied.
-    pub const ALL: [Component; 4] =
-        [Component::Distributor, Component::Ingester, Component::Querier, Component::QueryFrontend];
+    pub const ALL: [Component; 5] = [
+        Component::Distributor,
+        Component::Ingester,
+        Component::Querier,
+        Component::QueryFrontend,
+        Component::Compactor,
+    ];
 
     /// The component's name: its `--target` value and part of its children's names.
     pub fn as_str(self) -> &'static str {
@@ -46,6 +53,7 @@ impl Component {
             Component::Ingester => "ingester",
             Component::Querier => "querier",
             Component::QueryFrontend => "query-frontend",
+            Component::Compactor => "compactor",
         }
     }
 }

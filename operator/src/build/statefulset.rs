@@ -57,7 +57,7 @@ struct Placement<'a> {
     tolerations: &'a [Toleration],
 }
 
-/// The StatefulSets of the four components: ingesters first per zone, in the order of
+/// The StatefulSets of the five components: ingesters first per zone, in the order of
 /// [`Component::ALL`].
 pub fn statefulsets(v: &ValidCluster) -> Vec<StatefulSet> {
     let spec = &v.spec;
@@ -84,6 +84,7 @@ pub fn statefulsets(v: &ValidCluster) -> Vec<StatefulSet> {
                 };
                 out.push(stateless(v, component, &placement));
             }
+            Component::Compactor => out.push(compactor(v)),
         }
     }
     out
@@ -134,15 +135,7 @@ fn ingester(v: &ValidCluster, zone: Option<&str>, replicas: i32) -> StatefulSet 
     };
     let mut pod = pod_spec(v, Component::Ingester, zone, &placement);
     pod.termination_grace_period_seconds = Some(INGESTER_GRACE_SECONDS);
-    let claim = PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(DATA_VOLUME.into()),
-            labels: Some(names.component_labels(Component::Ingester.as_str(), zone)),
-            ..Default::default()
-        },
-        spec: Some(volume_claim(&spec.storage)),
-        status: None,
-    };
+    let claim = data_claim(v, Component::Ingester, zone, &spec.storage);
     StatefulSet {
         metadata: object_meta(
             v,
@@ -164,6 +157,63 @@ fn ingester(v: &ValidCluster, zone: Option<&str>, replicas: i32) -> StatefulSet 
             },
             template: template(v, Component::Ingester.as_str(), zone, pod),
             volume_claim_templates: Some(vec![claim]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The claim template of a component's data volume.
+fn data_claim(
+    v: &ValidCluster,
+    component: Component,
+    zone: Option<&str>,
+    storage: &crate::crd::VolumeSpec,
+) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            labels: Some(v.names.component_labels(component.as_str(), zone)),
+            ..Default::default()
+        },
+        spec: Some(volume_claim(storage)),
+        status: None,
+    }
+}
+
+/// The compactor: one pod (one active compactor per cluster; a second would only wait for the
+/// lease), its own volume, rolling updates.
+fn compactor(v: &ValidCluster) -> StatefulSet {
+    let names = &v.names;
+    let spec = &v.spec.compactor;
+    let placement = Placement {
+        replicas: 1,
+        resources: spec.resources.as_ref(),
+        node_selector: &spec.node_selector,
+        tolerations: &spec.tolerations,
+    };
+    let mut pod = pod_spec(v, Component::Compactor, None, &placement);
+    pod.termination_grace_period_seconds = Some(STATELESS_GRACE_SECONDS);
+    let c = Component::Compactor;
+    StatefulSet {
+        metadata: object_meta(v, names.component(c, None), names.component_labels(c.as_str(), None)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(names.headless(c)),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: None,
+            }),
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some("Delete".into()),
+                when_scaled: Some("Delete".into()),
+            }),
+            selector: LabelSelector {
+                match_labels: Some(names.selector_labels(c.as_str(), None)),
+                ..Default::default()
+            },
+            template: template(v, c.as_str(), None, pod),
+            volume_claim_templates: Some(vec![data_claim(v, c, None, &spec.storage)]),
             ..Default::default()
         }),
         status: None,

@@ -261,10 +261,6 @@ async fn apply(lc: &LogCluster, api: &Api<LogCluster>, ctx: &Context) -> Result<
         let note = format!("configuration changed (hash {}); pods are replaced", valid.config_hash);
         ctx.event(&reference, EventType::Normal, "ConfigChanged", "Apply", note).await;
     }
-    if spec_changed && valid.spec.retention.is_some() {
-        let note = "spec.retention is recorded but not enforced: Norn does not delete old chunks yet".to_string();
-        ctx.event(&reference, EventType::Warning, "RetentionNotEnforced", "Validate", note).await;
-    }
     if rollout_finished {
         let note = "every ingester runs the current pod template".to_string();
         ctx.event(&reference, EventType::Normal, "RolloutDone", "Ingesters", note).await;

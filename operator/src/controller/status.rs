@@ -183,6 +183,7 @@ fn components(v: &ValidCluster, statefulsets: &[StatefulSet]) -> ComponentsStatu
         ingester: count(Component::Ingester, spec.ingester.replicas),
         querier: count(Component::Querier, spec.querier.replicas),
         query_frontend: count(Component::QueryFrontend, spec.query_frontend.replicas),
+        compactor: count(Component::Compactor, 1),
     }
 }
 

@@ -96,6 +96,10 @@ pub struct LogClusterSpec {
     /// pull their work from them. Point Grafana at their Service.
     #[serde(default)]
     pub query_frontend: QueryFrontendSpec,
+    /// The compactor: one pod that enforces retention, processes delete requests and merges
+    /// index objects (one active compactor per cluster; it serves `/loki/api/v1/delete`).
+    #[serde(default)]
+    pub compactor: CompactorSpec,
     /// How many ingesters hold each stream; a write succeeds when a quorum (`floor(RF/2)+1`)
     /// acknowledged it.
     #[serde(default = "default_replication_factor")]
@@ -233,6 +237,25 @@ impl Default for IngesterSpec {
             storage: VolumeSpec::default(),
         }
     }
+}
+
+/// The compactor's single pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactorSpec {
+    /// CPU and memory requests and limits of the Norn container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the pod must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pod tolerates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// The compactor's volume (its working directory). Fixed once created.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("compactor.storage cannot change after creation"))]
+    pub storage: VolumeSpec,
 }
 
 /// A PersistentVolumeClaim per pod.
@@ -450,6 +473,32 @@ pub struct RetentionSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "schema::duration_map")]
     pub tenants: BTreeMap<String, String>,
+    /// Retention per stream, for every tenant (Norn's `limits.retention_stream`): the matching
+    /// rule with the highest priority wins, the shortest period among equals; streams no rule
+    /// matches keep their tenant's period. Per-tenant stream rules go in
+    /// `spec.limits.tenants.<id>.retention_stream`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamRetentionSpec>,
+    /// How long a chunk removed from the index stays in the bucket (Norn's
+    /// `compactor.retention_delete_delay`, 2h when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w|y))+$"))]
+    pub delete_delay: Option<String>,
+}
+
+/// One per-stream retention rule.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamRetentionSpec {
+    /// A stream selector, `{namespace="dev"}`.
+    pub selector: String,
+    /// Higher wins when several rules match.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub priority: u32,
+    /// How long matching streams are kept, a duration (`24h`).
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w|y))+$"))]
+    pub period: String,
 }
 
 /// The CRDs of Norn's resources as one YAML stream: what `crdgen` prints and `crds/` holds.

@@ -55,6 +55,9 @@ pub struct ComponentsStatus {
     /// Query frontends.
     #[serde(default)]
     pub query_frontend: ComponentStatus,
+    /// The compactor.
+    #[serde(default)]
+    pub compactor: ComponentStatus,
 }
 
 /// Replica counts of one component.
