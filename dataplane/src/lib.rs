@@ -17,6 +17,7 @@ pub mod limits;
 pub mod logproto;
 pub mod logql;
 pub mod metrics;
+pub mod otlp;
 pub mod querier;
 pub mod query;
 pub mod ratelimit;

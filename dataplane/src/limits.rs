@@ -70,6 +70,14 @@ pub struct Limits {
     pub max_query_length: Dur,
     /// Longest a query may run.
     pub query_timeout: Dur,
+    /// Labels whose value becomes `service_name` on a push whose stream has none, the first
+    /// present in this order; `unknown_service` when none is. Empty: no discovery.
+    pub discover_service_name: Vec<String>,
+    /// Add `detected_level` structured metadata to entries, from a level label or metadata, or
+    /// from the line.
+    pub discover_log_levels: bool,
+    /// How OTLP resource, scope and log attributes map onto labels and structured metadata.
+    pub otlp_config: crate::otlp::OtlpConfig,
 }
 
 impl Default for Limits {
@@ -98,6 +106,12 @@ impl Default for Limits {
             max_query_series: 500,
             max_query_length: Dur::hours(721),
             query_timeout: Dur::mins(1),
+            discover_service_name: crate::distributor::discover::DEFAULT_SERVICE_NAME_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            discover_log_levels: true,
+            otlp_config: crate::otlp::OtlpConfig::default(),
         }
     }
 }
@@ -115,6 +129,7 @@ impl Limits {
         if self.max_line_size.bytes() == 0 {
             return Err(format!("{path}.max_line_size must be greater than 0"));
         }
+        self.otlp_config.validate(&format!("{path}.otlp_config"))?;
         if self.per_stream_rate_limit_burst < self.per_stream_rate_limit {
             return Err(format!("{path}.per_stream_rate_limit_burst must be at least per_stream_rate_limit"));
         }

@@ -356,6 +356,7 @@ fn router(app: App) -> Router {
     Router::new()
         .route("/loki/api/v1/push", post(push))
         .route("/api/prom/push", post(push))
+        .merge(crate::otlp::routes())
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/config", get(config))
@@ -397,7 +398,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The tenant of a request: `X-Scope-OrgID` when auth is enabled, `fake` otherwise.
-fn tenant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn tenant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     if !app.cfg.auth.enabled {
         return Ok(DEFAULT_TENANT.to_string());
     }
@@ -436,7 +437,7 @@ async fn push(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
 /// Reads a push body of at most `limit` bytes. Of a larger one, up to `limit` more bytes are
 /// read and dropped before the 413 goes out, so a client still sending its body gets the answer
 /// instead of a reset connection; a body larger than that has its connection closed early.
-async fn read_push_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, PushError> {
+pub(crate) async fn read_push_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, PushError> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     let mut size = 0usize;
