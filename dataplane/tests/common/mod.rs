@@ -104,6 +104,12 @@ impl TestServer {
         (r.status(), r.text().await.unwrap())
     }
 
+    /// `GET path` as `tenant`: status code and body.
+    pub async fn get_tenant(&self, path: &str, tenant: &str) -> (u16, String) {
+        let (status, body) = self.get(path, Some(tenant)).await;
+        (status.as_u16(), body)
+    }
+
     /// `GET path`, which must answer 200 with JSON.
     pub async fn get_json(&self, path: &str, tenant: Option<&str>) -> serde_json::Value {
         let (st, body) = self.get(path, tenant).await;
