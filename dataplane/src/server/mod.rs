@@ -315,6 +315,9 @@ async fn start_ingester(
             return Err(e.into());
         }
     };
+    if cfg.pattern_ingester.enabled {
+        ing.attach_patterns(crate::pattern::PatternIngester::start(cfg.pattern_ingester.clone()));
+    }
     lifecycler.set_state(InstanceState::Active).await?;
     // Heartbeats outlive the HTTP server: a leaving ingester keeps heartbeating while it
     // flushes, until it leaves the ring or the process ends.
@@ -363,6 +366,7 @@ fn router(app: App) -> Router {
         .route("/flush", post(flush).get(flush))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .merge(crate::api::routes())
+        .merge(crate::drilldown::routes())
         .merge(lifecycle::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
