@@ -253,3 +253,36 @@ async fn the_drilldown_app_opening_a_service() {
     }
     s.stop().await;
 }
+
+/// Drilldown's grouping by a structured metadata field of high cardinality (`trace_id`) stops
+/// at `max_query_series` with Loki's error instead of growing without bound; grouping by
+/// `detected_level` answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_cardinality_grouping_stops_at_the_series_limit() {
+    let s = TestServer::start(&["--limits.discover-log-levels=true", "--limits.max-query-series=50"]).await;
+    let t = now_ns() - 600 * S;
+    let values: Vec<Value> = (0..200i64)
+        .map(|i| json!([(t + i * 1_000_000).to_string(), format!("level=info n={i}"), {"trace_id": format!("{i:032x}")}]))
+        .collect();
+    let body = json!({"streams": [{"stream": {"service_name": "api"}, "values": values}]});
+    let r = reqwest::Client::new()
+        .post(s.url("/loki/api/v1/push"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (start, end) = (t - 60 * S, t + 60 * S);
+    let q = urlencode(r#"sum by (trace_id) (count_over_time({service_name="api"} [1m]))"#);
+    let (status, body) =
+        s.get(&format!("/loki/api/v1/query_range?query={q}&start={start}&end={end}&step=60s"), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.starts_with("maximum number of series (50) reached for a single query"), "{body}");
+    let q = urlencode(r#"sum by (detected_level) (count_over_time({service_name="api"} [1m]))"#);
+    let v = s.get_json(&format!("/loki/api/v1/query_range?query={q}&start={start}&end={end}&step=60s"), None).await;
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "{v}");
+    assert_eq!(result[0]["metric"], json!({"detected_level": "info"}));
+    s.stop().await;
+}

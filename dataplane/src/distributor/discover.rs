@@ -2,8 +2,6 @@
 //! a `service_name` stream label (`limits.discover_service_name`) and a `detected_level`
 //! structured metadata field on each entry (`limits.discover_log_levels`).
 
-use memchr::memmem;
-
 use crate::entry::Entry;
 use crate::labels::{Label, Labels};
 
@@ -108,38 +106,30 @@ pub fn normalize_level(v: &str) -> &'static str {
 /// The level a line states: a level field of a JSON or logfmt line, else the leftmost level
 /// word in it (`ERROR`, `warn`, `Info`, ...).
 fn from_line(line: &[u8]) -> Option<&'static str> {
-    for f in LEVEL_FIELDS {
-        if let Some(v) = field_value(line, f.as_bytes()) {
-            return Some(normalize_level(v));
-        }
-    }
-    level_word(line)
+    level_field(line).map(normalize_level).or_else(|| level_word(line))
 }
 
-/// The value of `name` as a logfmt key (`name=v`, `name="v"`) or a JSON key (`"name":"v"`),
-/// found at a key boundary.
-fn field_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a str> {
-    let mut from = 0;
-    while let Some(i) = memmem::find(&line[from..], name).map(|i| i + from) {
-        from = i + 1;
-        let end = i + name.len();
-        let (quoted_key, before) = match i.checked_sub(1).map(|b| line[b]) {
-            Some(b'"') => (true, i.checked_sub(2).map(|b| line[b])),
-            b => (false, b),
+/// The value of the first level field of the line (one of [`LEVEL_FIELDS`]) as a logfmt key
+/// (`level=v`, `level="v"`) or a JSON key (`"level":"v"`), in one pass over its `=` and `:`.
+fn level_field(line: &[u8]) -> Option<&str> {
+    for pos in memchr::memchr2_iter(b'=', b':', line) {
+        let key_end = if line[pos] == b'=' {
+            pos
+        } else {
+            // `"key" :` — the key's closing quote before the colon.
+            let end = pos - line[..pos].iter().rev().take_while(|c| **c == b' ').count();
+            match end.checked_sub(1) {
+                Some(q) if line[q] == b'"' => q,
+                _ => continue,
+            }
         };
-        if !matches!(before, None | Some(b' ' | b'\t' | b'{' | b',')) {
+        let key_start =
+            line[..key_end].iter().rposition(|c| matches!(c, b' ' | b'\t' | b'{' | b',' | b'"')).map_or(0, |i| i + 1);
+        let Ok(key) = std::str::from_utf8(&line[key_start..key_end]) else { continue };
+        if !LEVEL_FIELDS.contains(&key) {
             continue;
         }
-        let rest = &line[end..];
-        let rest = if quoted_key {
-            match rest.strip_prefix(b"\"") {
-                Some(r) => trim_start(r).strip_prefix(b":").map(trim_start),
-                None => None,
-            }
-        } else {
-            rest.strip_prefix(b"=")
-        };
-        let Some(rest) = rest else { continue };
+        let rest = trim_start(&line[pos + 1..]);
         let value = match rest.strip_prefix(b"\"") {
             Some(r) => &r[..memchr::memchr(b'"', r).unwrap_or(r.len())],
             None => {
@@ -228,9 +218,11 @@ mod tests {
         assert_eq!(level_of("{a=\"b\"}", "2024-01-01 WARN disk almost full, error soon", &[]).as_deref(), Some("warn"));
         assert_eq!(level_of("{a=\"b\"}", "[Fatal] out of memory", &[]).as_deref(), Some("fatal"));
         assert_eq!(level_of("{a=\"b\"}", "GET /information 200", &[]), None, "words inside words do not count");
-        assert_eq!(field_value(b"sublevel=info", b"level"), None, "a key must start at a boundary");
-        assert_eq!(field_value(b"a=1 level=info", b"level"), Some("info"));
-        assert_eq!(field_value(br#"{"x":1, "level" : "warn"}"#, b"level"), Some("warn"));
+        assert_eq!(level_field(b"sublevel=info"), None, "a key must start at a boundary");
+        assert_eq!(level_field(b"a=1 level=info"), Some("info"));
+        assert_eq!(level_field(br#"{"x":1, "level" : "warn"}"#), Some("warn"));
+        assert_eq!(level_field(br#"{"msg":"a:b","lvl":"debug"}"#), Some("debug"));
+        assert_eq!(level_field(b"time=12:00 Severity=error"), Some("error"));
         assert_eq!(level_of("{a=\"b\"}", "level=verbose", &[]), None, "unknown levels are not stored");
         assert_eq!(level_of("{a=\"b\"}", "error", &[("detected_level", "info")]).as_deref(), Some("info"));
     }

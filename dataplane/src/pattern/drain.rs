@@ -7,6 +7,7 @@
 //! are split on single spaces and joined back with them, and a token that could read as a
 //! capture (`<...>`) is always a wildcard.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The wildcard of a template, LogQL's unnamed capture.
@@ -48,8 +49,8 @@ impl Cluster {
 pub struct Drain {
     cfg: DrainConfig,
     clusters: Vec<Cluster>,
-    /// (token count, first token or wildcard) → clusters of that group.
-    groups: HashMap<(usize, String), Vec<usize>>,
+    /// (token count, hash of the first token or of the wildcard) → clusters of that group.
+    groups: HashMap<(usize, u64), Vec<usize>>,
 }
 
 impl Drain {
@@ -62,14 +63,16 @@ impl Drain {
     }
 
     /// Clusters `line`; the index of its cluster, or `None` when it was not clustered (too many
-    /// tokens, no room for a new cluster, not UTF-8).
+    /// tokens, no room for a new cluster, not UTF-8). Allocates only for a new cluster or a
+    /// changed template.
     pub fn train(&mut self, line: &[u8]) -> Option<usize> {
         let text = std::str::from_utf8(line).ok()?;
-        let tokens: Vec<String> = text.trim_end_matches(['\n', '\r']).split(' ').map(mask).collect();
-        if tokens.len() > self.cfg.max_tokens {
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.bytes().filter(|b| *b == b' ').count() >= self.cfg.max_tokens {
             return None;
         }
-        let key = (tokens.len(), group_token(&tokens[0]));
+        let tokens: Vec<Cow<'_, str>> = text.split(' ').map(mask).collect();
+        let key = (tokens.len(), group_hash(&tokens[0]));
         let candidates = self.groups.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         let mut best: Option<(usize, f64, usize)> = None;
         for &i in candidates {
@@ -81,7 +84,7 @@ impl Drain {
         if let Some((i, _, _)) = best {
             let c = &mut self.clusters[i];
             for (t, new) in c.tokens.iter_mut().zip(&tokens) {
-                if t != new {
+                if t.as_str() != new.as_ref() {
                     *t = merge(t, new);
                 }
             }
@@ -91,7 +94,7 @@ impl Drain {
         if self.clusters.len() >= self.cfg.max_clusters {
             return None;
         }
-        self.clusters.push(Cluster { tokens, lines: 1 });
+        self.clusters.push(Cluster { tokens: tokens.into_iter().map(Cow::into_owned).collect(), lines: 1 });
         let i = self.clusters.len() - 1;
         self.groups.entry(key).or_default().push(i);
         Some(i)
@@ -100,33 +103,35 @@ impl Drain {
 
 /// A token as it enters a template: numbers and anything that could read as a capture become
 /// wildcards (`key=` prefixes are kept: `took=12ms` → `took=<_>`).
-fn mask(token: &str) -> String {
-    if token.contains('<') || token.contains('>') {
-        return WILDCARD.into();
+fn mask(token: &str) -> Cow<'_, str> {
+    if token.bytes().any(|b| b == b'<' || b == b'>') {
+        return Cow::Borrowed(WILDCARD);
     }
     if !token.bytes().any(|b| b.is_ascii_digit()) {
-        return token.to_string();
+        return Cow::Borrowed(token);
     }
     match token.split_once('=') {
-        Some((key, _)) if !key.is_empty() && !key.bytes().any(|b| b.is_ascii_digit()) => format!("{key}={WILDCARD}"),
-        _ => WILDCARD.into(),
+        Some((key, _)) if !key.is_empty() && !key.bytes().any(|b| b.is_ascii_digit()) => {
+            Cow::Owned(format!("{key}={WILDCARD}"))
+        }
+        _ => Cow::Borrowed(WILDCARD),
     }
 }
 
-/// The token a group is keyed by: a wildcard for tokens that vary.
-fn group_token(t: &str) -> String {
-    if t.contains(WILDCARD) { WILDCARD.into() } else { t.to_string() }
+/// The hash a group is keyed by: of the first token, or of the wildcard for tokens that vary.
+fn group_hash(t: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(if t.contains(WILDCARD) { WILDCARD.as_bytes() } else { t.as_bytes() })
 }
 
 /// Fraction of positions where the template equals the line (wildcards count as no match) and
 /// the number of wildcards, Drain's tie-breaker.
-fn similarity(template: &[String], line: &[String]) -> (f64, usize) {
+fn similarity(template: &[String], line: &[Cow<'_, str>]) -> (f64, usize) {
     let mut same = 0usize;
     let mut params = 0usize;
     for (t, l) in template.iter().zip(line) {
         if t == WILDCARD {
             params += 1;
-        } else if t == l {
+        } else if t.as_str() == l.as_ref() {
             same += 1;
         }
     }

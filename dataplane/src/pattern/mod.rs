@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::config::units::Dur;
-use crate::distributor::discover::DETECTED_LEVEL;
+use crate::distributor::discover::{DETECTED_LEVEL, normalize_level};
 use crate::entry::PushStream;
 use crate::labels::SharedLabels;
 use crate::logql::Matcher;
@@ -26,8 +26,9 @@ use drain::{Drain, DrainConfig};
 
 /// Width of the buckets line counts are kept in.
 pub const BUCKET_NS: i64 = 10_000_000_000;
-/// Batches waiting to be clustered at most.
-const QUEUE: usize = 1024;
+/// Batches waiting to be clustered at most. A queued batch keeps its push's body alive (lines
+/// are views into it), so this bounds the memory of a detector that falls behind.
+const QUEUE: usize = 64;
 
 /// `pattern_ingester:` settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,12 +91,12 @@ struct Templates {
 
 struct StreamPatterns {
     labels: SharedLabels,
-    by_level: HashMap<Option<String>, Templates>,
+    by_level: HashMap<Option<&'static str>, Templates>,
     newest: i64,
 }
 
 /// A line to cluster: timestamp, line, `detected_level`.
-type Line = (i64, Bytes, Option<String>);
+type Line = (i64, Bytes, Option<&'static str>);
 
 /// One push's lines on their way to the clustering thread: per stream its labels, fingerprint
 /// and lines.
@@ -113,7 +114,12 @@ impl Batch {
                     .entries
                     .iter()
                     .map(|e| {
-                        let level = e.metadata.iter().find(|l| l.name == DETECTED_LEVEL).map(|l| l.value.clone());
+                        let level = e
+                            .metadata
+                            .iter()
+                            .find(|l| l.name == DETECTED_LEVEL)
+                            .map(|l| normalize_level(&l.value))
+                            .filter(|l| *l != "unknown");
                         (e.ts, e.line.clone(), level)
                     })
                     .collect();
@@ -212,7 +218,7 @@ impl PatternIngester {
     /// counts summed per `step` (from `from`) over streams; the most frequent first.
     pub fn query(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64, step: i64) -> Vec<PatternSeries> {
         let step = step.max(BUCKET_NS);
-        let mut merged: HashMap<(String, Option<String>), BTreeMap<i64, u64>> = HashMap::new();
+        let mut merged: HashMap<(String, Option<&'static str>), BTreeMap<i64, u64>> = HashMap::new();
         let tenants = self.tenants.lock();
         let Some(streams) = tenants.get(tenant) else { return Vec::new() };
         for s in streams.values().filter(|s| matches_all(&s.labels, matchers)) {
@@ -222,7 +228,7 @@ impl PatternIngester {
                     if points.peek().is_none() {
                         continue;
                     }
-                    let out = merged.entry((c.pattern(), level.clone())).or_default();
+                    let out = merged.entry((c.pattern(), *level)).or_default();
                     for (ts, n) in points {
                         let bucket = from + ((ts - from).max(0) / step) * step;
                         *out.entry(bucket).or_default() += n;
@@ -233,7 +239,11 @@ impl PatternIngester {
         drop(tenants);
         let mut out: Vec<PatternSeries> = merged
             .into_iter()
-            .map(|((pattern, level), samples)| PatternSeries { pattern, level, samples: samples.into_iter().collect() })
+            .map(|((pattern, level), samples)| PatternSeries {
+                pattern,
+                level: level.map(str::to_string),
+                samples: samples.into_iter().collect(),
+            })
             .collect();
         let total = |p: &PatternSeries| p.samples.iter().map(|s| s.1).sum::<u64>();
         out.sort_by(|a, b| total(b).cmp(&total(a)).then_with(|| a.pattern.cmp(&b.pattern)));
