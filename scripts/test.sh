@@ -6,6 +6,8 @@
 #   - moto_server (PyPI moto[server]) in ./.venv, the S3 server the storage tests run against.
 #   - helm-python-sdk (PyPI: Helm's Go SDK inside the wheel, no helm binary) in the same .venv,
 #     with which the operator's chart test lints and renders charts/norn.
+#   - the OpenTelemetry Python SDK and its OTLP/HTTP exporter in the same .venv, the real client
+#     of the OTLP ingestion test (NORN_OTEL_PYTHON).
 # Then checks formatting and lints, and runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +43,16 @@ ensure_apt() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"
 }
 
+# After ensure_moto, which creates .venv.
+ensure_otel_sdk() {
+    if .venv/bin/python -c 'import opentelemetry.sdk._logs, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+        return
+    fi
+    log "installing the OpenTelemetry SDK and OTLP/HTTP exporter into .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check \
+        'opentelemetry-sdk>=1.25,<2' 'opentelemetry-exporter-otlp-proto-http>=1.25,<2'
+}
+
 ensure_apt etcd etcd-server
 export NORN_ETCD="$(command -v etcd)"
 # memcached, the results cache of the query frontend in a cluster (its tests run a real one).
@@ -49,6 +61,8 @@ export NORN_MEMCACHED="$(command -v memcached)"
 ensure_moto
 ensure_helm_sdk
 export NORN_HELM_PYTHON="$PWD/.venv/bin/python"
+ensure_otel_sdk
+export NORN_OTEL_PYTHON="$PWD/.venv/bin/python"
 export NORN_MOTO_SERVER="$PWD/.venv/bin/moto_server"
 export PATH="$PWD/.venv/bin:$PATH"
 # Keep builds inside the machine: two cores, one shared target directory.

@@ -132,6 +132,14 @@ pub struct Limits {
     pub retention_stream: Vec<StreamRetention>,
     /// What the tenant's delete requests do.
     pub deletion_mode: DeletionMode,
+    /// Labels whose value becomes `service_name` on a push whose stream has none, the first
+    /// present in this order; `unknown_service` when none is. Empty: no discovery.
+    pub discover_service_name: Vec<String>,
+    /// Add `detected_level` structured metadata to entries, from a level label or metadata, or
+    /// from the line.
+    pub discover_log_levels: bool,
+    /// How OTLP resource, scope and log attributes map onto labels and structured metadata.
+    pub otlp_config: crate::otlp::OtlpConfig,
 }
 
 impl Default for Limits {
@@ -170,6 +178,12 @@ impl Default for Limits {
             retention_period: Dur::secs(0),
             retention_stream: Vec::new(),
             deletion_mode: DeletionMode::FilterAndDelete,
+            discover_service_name: crate::distributor::discover::DEFAULT_SERVICE_NAME_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            discover_log_levels: true,
+            otlp_config: crate::otlp::OtlpConfig::default(),
         }
     }
 }
@@ -187,6 +201,7 @@ impl Limits {
         if self.max_line_size.bytes() == 0 {
             return Err(format!("{path}.max_line_size must be greater than 0"));
         }
+        self.otlp_config.validate(&format!("{path}.otlp_config"))?;
         if self.per_stream_rate_limit_burst < self.per_stream_rate_limit {
             return Err(format!("{path}.per_stream_rate_limit_burst must be at least per_stream_rate_limit"));
         }

@@ -185,7 +185,9 @@ pub fn validate(tenant: &str, push: RawPush, limits: &Limits, now: i64) -> (Vali
                 continue;
             }
         };
+        // Messages name the stream as the client sent it.
         let shown = labels.to_string();
+        let labels = crate::distributor::discover::service_name(labels, &limits.discover_service_name);
         let mut entries = Vec::with_capacity(stream.entries.len());
         for mut e in stream.entries {
             let size = e.size() as u64;
@@ -220,6 +222,9 @@ pub fn validate(tenant: &str, push: RawPush, limits: &Limits, now: i64) -> (Vali
             }
             if e.line.len() > max_line {
                 e.line.truncate(max_line);
+            }
+            if limits.discover_log_levels {
+                crate::distributor::discover::detect_level(&labels, &mut e);
             }
             out.lines += 1;
             out.bytes += e.size() as u64;

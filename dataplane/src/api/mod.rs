@@ -43,7 +43,7 @@ pub(crate) fn routes() -> Router<App> {
 }
 
 /// The request's parameters: query string, then a form body.
-fn request_params(raw: Option<String>, body: &Bytes) -> Params {
+pub(crate) fn request_params(raw: Option<String>, body: &Bytes) -> Params {
     let mut p = Params::default();
     if let Some(q) = raw {
         p.extend_urlencoded(q.as_bytes());
@@ -71,7 +71,7 @@ pub(crate) fn read_tenants(app: &App, headers: &HeaderMap) -> Result<Vec<String>
     Ok(out)
 }
 
-fn querier(app: &App) -> Result<&Querier, ApiError> {
+pub(crate) fn querier(app: &App) -> Result<&Querier, ApiError> {
     app.querier.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this process does not run a querier".into()))
 }
 
@@ -156,11 +156,11 @@ impl Reader<'_> {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn query_error(e: QueryError) -> ApiError {
+pub(crate) fn query_error(e: QueryError) -> ApiError {
     let status = e.kind().http_status();
     if status.is_server_error() {
         tracing::warn!(err = %e, "query failed");
@@ -168,7 +168,7 @@ fn query_error(e: QueryError) -> ApiError {
     ApiError(status, e.to_string())
 }
 
-fn json(body: String) -> Response {
+pub(crate) fn json(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response()
 }
 
@@ -190,7 +190,7 @@ async fn query_range(State(app): State<App>, headers: HeaderMap, RawQuery(raw): 
     respond(run_query(&app, &headers, request_params(raw, &body), false).await)
 }
 
-fn respond(r: Result<Response, ApiError>) -> Response {
+pub(crate) fn respond(r: Result<Response, ApiError>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
 }
 

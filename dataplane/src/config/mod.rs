@@ -58,6 +58,8 @@ pub struct Config {
     pub ring: RingConfig,
     /// Replicas of every stream; clipped to the number of ingesters in the ring.
     pub replication_factor: ReplicationFactor,
+    /// The pattern detector beside the ingester (`/loki/api/v1/patterns`).
+    pub pattern_ingester: crate::pattern::PatternConfig,
 }
 
 /// The HTTP server (Loki's API, ops endpoints).
@@ -390,6 +392,7 @@ impl Config {
     /// Cross-field checks; messages name the YAML key.
     pub fn validate(&self) -> Result<(), String> {
         self.limits.validate("limits")?;
+        self.pattern_ingester.validate("pattern_ingester")?;
         crate::limits::TenantLimits::new(self.limits.clone(), &self.overrides)?;
         let ing = &self.ingester;
         if ing.chunk_block_size.bytes() < 1024 {

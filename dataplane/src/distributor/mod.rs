@@ -2,6 +2,7 @@
 //! hands valid streams to the ingesters.
 
 pub mod decode;
+pub mod discover;
 pub mod replicate;
 
 use std::sync::Arc;
@@ -18,7 +19,10 @@ use crate::metrics::{Metrics, TenantLabel};
 use crate::ratelimit::IngestionLimiter;
 use crate::timeutil::now_nanos;
 use crate::validation::{self, Discards, Reason};
-use decode::{DecodeError, Format};
+use decode::{DecodeError, Format, RawPush};
+
+/// Bodies larger than this are decompressed and decoded on the blocking pool.
+const BLOCKING_DECODE_SIZE: usize = 64 * 1024;
 
 /// Most validation messages returned in one response body.
 const MAX_REPORTED_ERRORS: usize = 100;
@@ -61,6 +65,41 @@ impl HasKind for PushError {
     }
 }
 
+/// What became of a push that was (at least partly) processed.
+#[derive(Debug)]
+pub struct Ingested {
+    /// Entries stored.
+    pub stored_lines: u64,
+    /// What was dropped, with the messages to report.
+    pub discards: Discards,
+}
+
+impl Ingested {
+    /// Whether something was dropped by a limit (rate, streams) rather than for being invalid:
+    /// the client should retry later.
+    pub fn limited(&self) -> bool {
+        self.discards
+            .by_reason
+            .iter()
+            .any(|(r, _)| matches!(r, Reason::RateLimited | Reason::StreamLimit | Reason::PerStreamRateLimit))
+    }
+
+    /// Lines dropped, for any reason.
+    pub fn dropped_lines(&self) -> u64 {
+        self.discards.by_reason.iter().map(|(_, d)| d.lines).sum()
+    }
+
+    /// A push's answer: `Ok` when nothing was dropped, otherwise the error listing the drops
+    /// (429 when a limit dropped something, 400 otherwise).
+    pub fn into_result(self) -> Result<(), PushError> {
+        if self.discards.is_empty() {
+            return Ok(());
+        }
+        let body = self.discards.render(MAX_REPORTED_ERRORS);
+        Err(if self.limited() { PushError::RateLimited(body) } else { PushError::Invalid(body) })
+    }
+}
+
 /// A push request as received over HTTP.
 #[derive(Debug)]
 pub struct PushBody {
@@ -91,36 +130,55 @@ impl Distributor {
         Self { limits, limiter, target, metrics, max_recv_size }
     }
 
+    /// The limits that apply to `tenant`.
+    pub fn tenant_limits(&self, tenant: &str) -> Arc<crate::limits::Limits> {
+        self.limits.get(tenant).clone()
+    }
+
     /// Handles one push: 204 when everything was stored, otherwise the error to report.
     pub async fn push(&self, tenant: &str, req: PushBody) -> Result<(), PushError> {
         let format = Format::from_content_type(req.content_type.as_deref());
+        let max = self.max_recv_size;
+        let decoded = self.decode_body(tenant, req, move |body| decode::decode(body, format, max)).await?;
+        let outcome = self.ingest(tenant, decoded).await?;
+        outcome.into_result()
+    }
+
+    /// Undoes the body's `Content-Encoding` and decodes it with `decode`; both off the async
+    /// workers when the body is big (decompressing and decoding take milliseconds then).
+    pub(crate) async fn decode_body<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        req: PushBody,
+        decode: impl FnOnce(Bytes) -> Result<T, DecodeError> + Send + 'static,
+    ) -> Result<T, PushError> {
         let body = req.body;
         let max = self.max_recv_size;
-        // Decompression and protobuf decoding of a large body take milliseconds; keep them off
-        // the async workers when the body is big.
-        let decoded = if body.len() > 64 * 1024 {
-            let enc = req.content_encoding.clone();
-            tokio::task::spawn_blocking(move || {
-                let body = decode::decode_content_encoding(body, enc.as_deref(), max)?;
-                decode::decode(body, format, max)
-            })
-            .await
-            .map_err(|e| PushError::Internal(format!("decoding task failed: {e}")))?
+        let enc = req.content_encoding;
+        let large = body.len() > BLOCKING_DECODE_SIZE;
+        let run = move || decode::decode_content_encoding(body, enc.as_deref(), max).and_then(decode);
+        let decoded = if large {
+            tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| PushError::Internal(format!("decoding task failed: {e}")))?
         } else {
-            decode::decode_content_encoding(body, req.content_encoding.as_deref(), max)
-                .and_then(|b| decode::decode(b, format, max))
+            run()
         };
-        let raw = match decoded {
-            Ok(r) => r,
-            Err(e) => {
-                if matches!(e, DecodeError::TooLarge { .. }) {
-                    self.metrics.discard(tenant, Reason::RequestBodyTooLarge, 0, 0);
-                }
-                return Err(e.into());
+        decoded.map_err(|e| {
+            if matches!(e, DecodeError::TooLarge { .. }) {
+                self.metrics.discard(tenant, Reason::RequestBodyTooLarge, 0, 0);
             }
-        };
+            e.into()
+        })
+    }
+
+    /// Validates a decoded push, applies the tenant's rate limit and stores what is valid.
+    /// `Err` when nothing was stored for a reason that concerns the whole push (rate limit, no
+    /// ingester); otherwise what was dropped.
+    pub async fn ingest(&self, tenant: &str, raw: RawPush) -> Result<Ingested, PushError> {
         let limits = self.limits.get(tenant).clone();
         let (valid, mut discards) = validation::validate(tenant, raw, &limits, now_nanos());
+        let mut received = valid.lines;
         if !valid.streams.is_empty() {
             if !self.limiter.allow(tenant, valid.bytes, Instant::now()) {
                 let limit = self.limiter.local_rate(tenant) as u64;
@@ -135,20 +193,13 @@ impl Distributor {
             let stored = self.target.push(tenant, valid.streams).await?;
             let (lost_lines, lost_bytes) =
                 stored.by_reason.iter().fold((0, 0), |(l, b), (_, d)| (l + d.lines, b + d.bytes));
-            self.metrics.lines_received.get_or_create(&t).inc_by(valid.lines.saturating_sub(lost_lines));
+            received = valid.lines.saturating_sub(lost_lines);
+            self.metrics.lines_received.get_or_create(&t).inc_by(received);
             self.metrics.bytes_received.get_or_create(&t).inc_by(valid.bytes.saturating_sub(lost_bytes));
             discards.merge(stored);
         }
         self.count_discards(tenant, &discards);
-        if discards.is_empty() {
-            return Ok(());
-        }
-        let body = discards.render(MAX_REPORTED_ERRORS);
-        let limited = discards
-            .by_reason
-            .iter()
-            .any(|(r, _)| matches!(r, Reason::RateLimited | Reason::StreamLimit | Reason::PerStreamRateLimit));
-        Err(if limited { PushError::RateLimited(body) } else { PushError::Invalid(body) })
+        Ok(Ingested { stored_lines: received, discards })
     }
 
     fn count_discards(&self, tenant: &str, d: &Discards) {

@@ -116,6 +116,8 @@ pub struct Ingester {
     /// Flush cycles are serialized: the periodic loop, `/flush` and shutdown take turns.
     flush_lock: tokio::sync::Mutex<()>,
     flushed_chunks: AtomicU64,
+    /// The pattern detector fed with every push, when enabled.
+    patterns: std::sync::OnceLock<Arc<crate::pattern::PatternIngester>>,
 }
 
 impl std::fmt::Debug for Ingester {
@@ -158,6 +160,7 @@ impl Ingester {
             streams_total: Arc::new(AtomicUsize::new(0)),
             flush_lock: tokio::sync::Mutex::new(()),
             flushed_chunks: AtomicU64::new(0),
+            patterns: std::sync::OnceLock::new(),
             cfg,
         };
         if ing.cfg.wal.enabled {
@@ -222,6 +225,16 @@ impl Ingester {
                 self.metrics.register_sampled(name, help, kind, move || read(&w.stats()));
             }
         }
+    }
+
+    /// Feeds every push from now on to `patterns` as well (once; later calls are ignored).
+    pub fn attach_patterns(&self, patterns: Arc<crate::pattern::PatternIngester>) {
+        let _ = self.patterns.set(patterns);
+    }
+
+    /// The pattern detector, when one is attached.
+    pub fn patterns(&self) -> Option<&Arc<crate::pattern::PatternIngester>> {
+        self.patterns.get()
     }
 
     /// Whether the ingester takes writes (replay done, not shutting down).
@@ -312,6 +325,9 @@ impl Ingester {
     pub async fn push(&self, tenant: &str, streams: Vec<PushStream>) -> Result<Discards, IngesterError> {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(IngesterError::NotAccepting("shutting down"));
+        }
+        if let Some(p) = self.patterns.get() {
+            p.observe(tenant, &streams);
         }
         let (durable, discards) = {
             let _applying = self.checkpoint_lock.read();

@@ -347,6 +347,9 @@ async fn start_ingester(
             return Err(e.into());
         }
     };
+    if cfg.pattern_ingester.enabled {
+        ing.attach_patterns(crate::pattern::PatternIngester::start(cfg.pattern_ingester.clone()));
+    }
     lifecycler.set_state(InstanceState::Active).await?;
     // Heartbeats outlive the HTTP server: a leaving ingester keeps heartbeating while it
     // flushes, until it leaves the ring or the process ends.
@@ -424,6 +427,7 @@ fn router(app: App) -> Router {
     Router::new()
         .route("/loki/api/v1/push", post(push))
         .route("/api/prom/push", post(push))
+        .merge(crate::otlp::routes())
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/config", get(config))
@@ -431,6 +435,7 @@ fn router(app: App) -> Router {
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .merge(crate::api::routes())
         .merge(crate::compactor::http::routes())
+        .merge(crate::drilldown::routes())
         .merge(lifecycle::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
@@ -474,7 +479,7 @@ async fn push(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
 /// Reads a push body of at most `limit` bytes. Of a larger one, up to `limit` more bytes are
 /// read and dropped before the 413 goes out, so a client still sending its body gets the answer
 /// instead of a reset connection; a body larger than that has its connection closed early.
-async fn read_push_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, PushError> {
+pub(crate) async fn read_push_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, PushError> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     let mut size = 0usize;

@@ -23,9 +23,21 @@ fn reasons(d: &Discards) -> Vec<&'static str> {
 fn valid_streams_pass_sorted_and_fingerprinted() {
     let (v, d) = run(vec![text(r#"{b="2", a="1"}"#, vec![Entry::new(NOW, "x")])], &Limits::default());
     assert!(d.is_empty());
-    assert_eq!(v.streams[0].labels.to_string(), r#"{a="1", b="2"}"#);
+    assert_eq!(v.streams[0].labels.to_string(), r#"{a="1", b="2", service_name="unknown_service"}"#);
     assert_eq!(v.streams[0].fingerprint, v.streams[0].labels.fingerprint("t"));
     assert_eq!((v.lines, v.bytes), (1, 1));
+}
+
+#[test]
+fn service_name_and_detected_level_are_discovered() {
+    let (v, _) = run(vec![text(r#"{app="api"}"#, vec![Entry::new(NOW, "level=error msg=boom")])], &Limits::default());
+    assert_eq!(v.streams[0].labels.to_string(), r#"{app="api", service_name="api"}"#);
+    assert_eq!(v.streams[0].entries[0].metadata, vec![Label::new("detected_level", "error")]);
+    assert_eq!(v.bytes, 20 + 14 + 5, "the detected level counts in the entry's size");
+    let off = Limits { discover_service_name: vec![], discover_log_levels: false, ..Limits::default() };
+    let (v, _) = run(vec![text(r#"{app="api"}"#, vec![Entry::new(NOW, "level=error msg=boom")])], &off);
+    assert_eq!(v.streams[0].labels.to_string(), r#"{app="api"}"#);
+    assert!(v.streams[0].entries[0].metadata.is_empty());
 }
 
 #[test]

@@ -29,10 +29,24 @@ pub fn start_norn_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> N
         "norn-{}.log",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     ));
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let args = without_discovery(args);
     NornProcess::start(Path::new(env!("CARGO_BIN_EXE_norn")), &log, &args, env, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// `args`, with `service_name` and `detected_level` discovery turned off unless they set it:
+/// most tests check exact label sets of what they pushed. Tests of discovery pass
+/// `--limits.discover-*` flags (or [`DISCOVERY`]).
+pub fn without_discovery(args: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if !args.iter().any(|a| a.trim_start_matches('-').starts_with("limits.discover-")) {
+        out.extend(["--limits.discover-service-name=".to_string(), "--limits.discover-log-levels=false".to_string()]);
+    }
+    out
+}
+
+/// Flags that keep Loki's default discovery (`service_name`, `detected_level`) in a test server.
+pub const DISCOVERY: &[&str] = &["--limits.discover-log-levels=true"];
 
 /// An in-process server on `127.0.0.1:0`.
 pub struct TestServer {
@@ -49,7 +63,7 @@ impl TestServer {
         let data = format!("--data.dir={}", dir.path().display());
         let mut args =
             vec!["norn".to_string(), data, "--http.addr=127.0.0.1:0".into(), "--ingester.wal.sync=never".into()];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(without_discovery(extra));
         let cli = flags::parse(args).unwrap();
         let cfg = Config::load(None, false, &cli.overrides).unwrap();
         let listeners = Listeners::bind(&cfg).await.unwrap();
@@ -88,6 +102,12 @@ impl TestServer {
         }
         let r = req.send().await.unwrap();
         (r.status(), r.text().await.unwrap())
+    }
+
+    /// `GET path` as `tenant`: status code and body.
+    pub async fn get_tenant(&self, path: &str, tenant: &str) -> (u16, String) {
+        let (status, body) = self.get(path, Some(tenant)).await;
+        (status.as_u16(), body)
     }
 
     /// `GET path`, which must answer 200 with JSON.
