@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use common::{NornProcess, now_ns, proto_body, urlencode};
+use common::{NornProcess, eventually, now_ns, proto_body, urlencode};
 use futures::StreamExt;
 use norn::ring::testing::EtcdServer;
 use norn::storage::testing::MotoServer;
@@ -30,21 +30,6 @@ const STREAMS: usize = 10;
 /// Lines per push.
 const LINES_PER_PUSH: usize = 5_000;
 const DEADLINE: Duration = Duration::from_secs(90);
-
-/// Polls `f` every 50ms until it returns `Some`, failing after `deadline`.
-async fn eventually<T, Fut>(what: &str, deadline: Duration, mut f: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// etcd, S3, three ingesters, a distributor and a querier.
 struct Cluster {

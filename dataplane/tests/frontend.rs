@@ -7,6 +7,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{NornProcess, now_ns, proto_body, urlencode};
+
+async fn eventually<T, Fut>(what: &str, f: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    common::eventually(what, DEADLINE, f).await
+}
 use norn::ring::testing::EtcdServer;
 use norn::storage::testing::MotoServer;
 use reqwest::StatusCode;
@@ -20,20 +27,6 @@ const S3_ENV: &[(&str, &str)] = &[
 const DEADLINE: Duration = Duration::from_secs(60);
 const S: i64 = 1_000_000_000;
 const MIN: i64 = 60 * S;
-
-async fn eventually<T, Fut>(what: &str, mut f: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out after {DEADLINE:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// etcd, S3, two ingesters (RF 2), a distributor, a frontend, two queriers pulling from it and
 /// a reference querier that answers on its own.

@@ -195,3 +195,18 @@ pub async fn stored_entries(chunks_dir: &Path, tenant: &str) -> Vec<(String, i64
     out.dedup();
     out
 }
+
+/// Polls `f` every 50ms until it returns `Some`, failing after `deadline`.
+pub async fn eventually<T, Fut>(what: &str, deadline: Duration, mut f: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
