@@ -1,8 +1,6 @@
 //! The unit of work between the frontend and the queriers: a [`Job`] (one sub-query of a
 //! request) and what a querier answers to it, and how a querier runs one.
 
-use std::time::Duration;
-
 use crate::error::{ErrorKind, HasKind};
 use crate::labels::SharedLabels;
 use crate::logql;
@@ -147,10 +145,4 @@ pub async fn execute(querier: &Querier, job: &Job) -> Result<SubResponse, SubErr
             SubResponse::Volumes(querier.volumes(tenants, &matchers(selector)?, *from, *through).await?)
         }
     })
-}
-
-/// How long a job may wait in the queue and run, as the frontend tells the querier: the rest
-/// of the request's timeout.
-pub fn remaining(deadline: tokio::time::Instant) -> Duration {
-    deadline.saturating_duration_since(tokio::time::Instant::now())
 }

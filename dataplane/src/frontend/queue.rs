@@ -206,15 +206,6 @@ impl RequestQueue {
         self.state.lock().queriers.len()
     }
 
-    /// Jobs waiting, by tenant.
-    pub fn lengths(&self) -> Vec<(String, usize)> {
-        let st = self.state.lock();
-        st.order
-            .iter()
-            .map(|t| (t.clone(), st.queues.get(t).map_or(0, |q| q.jobs.iter().filter(|p| p.wanted()).count())))
-            .collect()
-    }
-
     /// Jobs waiting in all (not counting those whose requests went away).
     pub fn len(&self) -> usize {
         self.state.lock().queues.values().map(|q| q.jobs.iter().filter(|p| p.wanted()).count()).sum()
