@@ -427,7 +427,7 @@ impl Frontend {
     }
 
     fn max_series(&self, tenants: &[String]) -> usize {
-        self.inner.limits.strictest(tenants, |l| if l.max_query_series == 0 { usize::MAX } else { l.max_query_series })
+        crate::querier::max_series(&self.inner.limits, tenants)
     }
 
     async fn metric(&self, ctx: &Ctx, expr: &SampleExpr, params: &QueryParams) -> Result<Value, SubError> {
@@ -438,13 +438,13 @@ impl Frontend {
         let query = normalized.as_str();
         if params.instant {
             let shards = self.shards(ctx, &plan, 1).await?;
-            return self.metric_split(ctx, query, params, shards).await;
+            return self.metric_split(ctx, expr, query, params, shards).await;
         }
         let interval = self.interval(&ctx.tenants, |l| l.split_queries_by_interval.get());
         let splits = metric_splits(params, interval);
         self.count_splits(ctx, splits.len());
         let shards = self.shards(ctx, &plan, splits.len()).await?;
-        let parts = all_of(splits, |p| self.cached_metric_split(ctx, query, p, interval, shards)).await?;
+        let parts = all_of(splits, |p| self.cached_metric_split(ctx, expr, query, p, interval, shards)).await?;
         let joined = join_matrices(parts);
         let max = self.max_series(&ctx.tenants);
         if joined.len() > max {
@@ -484,13 +484,14 @@ impl Frontend {
     async fn cached_metric_split(
         &self,
         ctx: &Ctx,
+        expr: &SampleExpr,
         query: &str,
         params: QueryParams,
         interval: i64,
         shards: u32,
     ) -> Result<Vec<Series>, SubError> {
         let Some(cache) = self.cache_for(ctx, self.inner.range.cache_results) else {
-            return self.metric_split(ctx, query, &params, shards).await.and_then(matrix);
+            return self.metric_split(ctx, expr, query, &params, shards).await.and_then(matrix);
         };
         let split = if interval > 0 { params.start.div_euclid(interval) } else { 0 };
         let phase = params.start.rem_euclid(params.step.max(1));
@@ -513,7 +514,7 @@ impl Frontend {
             from = params.start + ((end - params.start) / step + 1) * step;
         }
         let rest = QueryParams { start: from, ..params };
-        let computed = matrix(self.metric_split(ctx, query, &rest, shards).await?)?;
+        let computed = matrix(self.metric_split(ctx, expr, query, &rest, shards).await?)?;
         let all = join_matrices(vec![have, computed]);
         // Keep the steps that are old enough: up to the last one before the freshness cutoff.
         if cutoff >= from {
@@ -524,9 +525,17 @@ impl Frontend {
         Ok(all)
     }
 
-    /// One split of a metric query, sharded when `shards > 1`: each shard's leaves on a
-    /// querier, their rows joined and the expression finished here.
-    async fn metric_split(&self, ctx: &Ctx, query: &str, params: &QueryParams, shards: u32) -> Result<Value, SubError> {
+    /// One split of a metric query (`expr`, whose normalized text is `query`), sharded when
+    /// `shards > 1`: each shard's leaves on a querier, their rows joined and the expression
+    /// finished here.
+    async fn metric_split(
+        &self,
+        ctx: &Ctx,
+        expr: &SampleExpr,
+        query: &str,
+        params: &QueryParams,
+        shards: u32,
+    ) -> Result<Value, SubError> {
         if shards <= 1 {
             let answer = self.run(ctx, SubRequest::Query { query: query.to_string(), params: *params }).await?;
             return match answer {
@@ -534,11 +543,7 @@ impl Frontend {
                 _ => Err(unexpected("a query value")),
             };
         }
-        let expr = match logql::parse_expr(query) {
-            Ok(Expr::Sample(s)) => s,
-            _ => return Err(SubError::new(ErrorKind::Internal, "a sharded query is not a metric query")),
-        };
-        let plan = MetricPlan::new(&expr, params).map_err(eval_error)?;
+        let plan = MetricPlan::new(expr, params).map_err(eval_error)?;
         ctx.stats.shards.fetch_add(u64::from(shards), Ordering::Relaxed);
         let mut jobs = Vec::new();
         for leaf in plan.distinct_leaves() {

@@ -223,20 +223,16 @@ pub struct VolumeMsg {
     pub point_bytes: Vec<u64>,
 }
 
-fn pairs(labels: &Labels) -> Vec<LabelPair> {
-    labels.iter().map(|l| LabelPair { name: l.name.clone(), value: l.value.clone() }).collect()
-}
-
-fn labels_of(pairs: Vec<LabelPair>) -> SharedLabels {
-    Arc::new(Labels::from_vec(pairs.into_iter().map(|p| Label::new(p.name, p.value)).collect()))
+fn pairs<'a>(labels: impl IntoIterator<Item = &'a Label>) -> Vec<LabelPair> {
+    labels.into_iter().map(|l| LabelPair { name: l.name.clone(), value: l.value.clone() }).collect()
 }
 
 fn label_vec(pairs: Vec<LabelPair>) -> Vec<Label> {
     pairs.into_iter().map(|p| Label::new(p.name, p.value)).collect()
 }
 
-fn label_pairs(labels: &[Label]) -> Vec<LabelPair> {
-    labels.iter().map(|l| LabelPair { name: l.name.clone(), value: l.value.clone() }).collect()
+fn labels_of(pairs: Vec<LabelPair>) -> SharedLabels {
+    Arc::new(Labels::from_vec(label_vec(pairs)))
 }
 
 fn params_msg(msg: &mut JobMsg, p: &QueryParams) {
@@ -338,15 +334,17 @@ impl From<&SubResponse> for ResultMsg {
             }
             SubResponse::Value(Value::Vector(samples)) => {
                 m.kind = result_kind::VECTOR;
-                m.samples =
-                    samples.iter().map(|s| SampleMsg { labels: pairs(&s.labels), ts: s.ts, value: s.value }).collect();
+                m.samples = samples
+                    .iter()
+                    .map(|s| SampleMsg { labels: pairs(s.labels.iter()), ts: s.ts, value: s.value })
+                    .collect();
             }
             SubResponse::Value(Value::Matrix(series)) => {
                 m.kind = result_kind::MATRIX;
                 m.series = series
                     .iter()
                     .map(|s| SeriesMsg {
-                        labels: pairs(&s.labels),
+                        labels: pairs(s.labels.iter()),
                         ts: s.points.iter().map(|p| p.ts).collect(),
                         values: s.points.iter().map(|p| p.value).collect(),
                     })
@@ -357,16 +355,16 @@ impl From<&SubResponse> for ResultMsg {
                 m.streams = streams
                     .iter()
                     .map(|s| StreamResultMsg {
-                        labels: pairs(&s.labels),
-                        stream_labels: pairs(&s.stream_labels),
+                        labels: pairs(s.labels.iter()),
+                        stream_labels: pairs(s.stream_labels.iter()),
                         entries: s
                             .entries
                             .iter()
                             .map(|e| LogEntryMsg {
                                 ts: e.ts,
                                 line: e.line.clone(),
-                                structured_metadata: label_pairs(&e.structured_metadata),
-                                parsed: label_pairs(&e.parsed),
+                                structured_metadata: pairs(&e.structured_metadata),
+                                parsed: pairs(&e.parsed),
                             })
                             .collect(),
                     })
@@ -384,7 +382,7 @@ impl From<&SubResponse> for ResultMsg {
                             }
                         }
                         RowMsg {
-                            labels: pairs(labels),
+                            labels: pairs(labels.iter()),
                             values: values.iter().map(|v| v.unwrap_or(0.0)).collect(),
                             present,
                         }
@@ -397,7 +395,7 @@ impl From<&SubResponse> for ResultMsg {
             }
             SubResponse::Series(sets) => {
                 m.kind = result_kind::SERIES;
-                m.label_sets = sets.iter().map(|l| LabelsMsg { labels: pairs(l) }).collect();
+                m.label_sets = sets.iter().map(|l| LabelsMsg { labels: pairs(l.iter()) }).collect();
             }
             SubResponse::Stats(s) => {
                 m.kind = result_kind::STATS;
@@ -409,7 +407,7 @@ impl From<&SubResponse> for ResultMsg {
                 m.volumes = vols
                     .iter()
                     .map(|(l, v)| VolumeMsg {
-                        labels: pairs(l),
+                        labels: pairs(l.iter()),
                         chunks: v.chunks,
                         entries: v.entries,
                         bytes: v.bytes,

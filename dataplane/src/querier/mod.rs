@@ -162,7 +162,7 @@ impl Querier {
 
     /// The tenants' `max_query_series` (no limit as `usize::MAX`).
     pub fn max_series(&self, tenants: &[String]) -> usize {
-        self.strictest(tenants, |l| if l.max_query_series == 0 { usize::MAX } else { l.max_query_series })
+        max_series(&self.limits, tenants)
     }
 
     /// The tenants' `query_timeout`.
@@ -403,6 +403,11 @@ pub fn max_entries(limits: &TenantLimits, tenants: &[String]) -> usize {
     limits.strictest(tenants, |l| {
         if l.max_entries_limit_per_query == 0 { usize::MAX } else { l.max_entries_limit_per_query }
     })
+}
+
+/// The most series one query of `tenants` may return (`max_query_series`; 0 is no limit).
+pub fn max_series(limits: &TenantLimits, tenants: &[String]) -> usize {
+    limits.strictest(tenants, |l| if l.max_query_series == 0 { usize::MAX } else { l.max_query_series })
 }
 
 /// Checks the limits that apply to a query before it runs, with Loki's texts: entries per log
