@@ -44,8 +44,9 @@ until curl -sf http://127.0.0.1:$P_F/metrics | grep -q '^norn_query_frontend_con
 
 NOW=$(date +%s)
 T0=$((NOW - 26 * 3600))
-# loadgen gives every one of its 160 streams a line every STEP_MS from T0.
-STEP_MS=$((26 * 3600 * 1000 * 160 / LINES))
+# loadgen gives every one of its 160 streams a line every STEP_MS to 1.25 * STEP_MS (1.125 on
+# average) from T0: the last line lands about now, none in the future (those would be refused).
+STEP_MS=$((26 * 3600 * 1000 * 160 * 8 / 9 / LINES))
 "$PYTHON" "$LOADGEN" push --url http://127.0.0.1:$P_I --lines "$LINES" --t0 "$T0" --step-ms "$STEP_MS" --workers 2
 curl -sf -X POST "http://127.0.0.1:$P_I/flush?wait=true"
 

@@ -19,6 +19,7 @@ pub mod labels;
 pub mod limits;
 pub mod logproto;
 pub mod logql;
+pub mod lru;
 pub mod metrics;
 pub mod otlp;
 pub mod pattern;

@@ -291,8 +291,14 @@ async fn a_noisy_tenant_does_not_hold_up_a_quiet_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_query_over_the_memory_budget_fails_alone_and_the_querier_stays_within_it() {
-    // 8 MiB per query, 4 at a time: 32 MiB of query memory on top of the process's base.
-    let c = Cluster::start("frontend-budget", &["--querier.max-query-memory=8MiB"], &[]).await;
+    // 2 MiB per query, 4 at a time: 8 MiB of query memory on top of the process's base. One
+    // sub-query per query (no splits, no shards), so the heavy one needs several times the budget.
+    let c = Cluster::start(
+        "frontend-budget",
+        &["--querier.max-query-memory=2MiB"],
+        &["--limits.split-queries-by-interval=0s", "--query-range.shards=1"],
+    )
+    .await;
     let end = now_ns();
     for part in 0..4 {
         c.push("big", &lines(&format!("bulk-{part}"), 10, 20_000, 100 * MIN, end)).await;
@@ -304,13 +310,13 @@ async fn a_query_over_the_memory_budget_fails_alone_and_the_querier_stays_within
     let (heavy, small) = (range_path(heavy, start, stop, "60", 100), range_path(small, start, stop, "60", 100));
     let (big, little) = tokio::join!(c.get(&c.frontend, "big", &heavy), c.get(&c.frontend, "small", &small));
     assert_eq!(big.0, StatusCode::BAD_REQUEST, "{}", big.2);
-    assert!(big.2.contains("querier.max_query_memory (8MiB)"), "{}", big.2);
+    assert!(big.2.contains("querier.max_query_memory (2MiB)"), "{}", big.2);
     assert_eq!(little.0, StatusCode::OK, "{}", little.2);
     assert!(!little.1["data"]["result"].as_array().unwrap().is_empty());
     for q in c.queriers.iter().flatten() {
         let peak = q.peak_rss().unwrap();
-        println!("querier peak RSS {} MiB (budget 8 MiB x 4 concurrent + base)", peak >> 20);
+        println!("querier peak RSS {} MiB (budget 2 MiB x 4 concurrent + base)", peak >> 20);
         // Documented in docs/read-path.md: base of a querier process under 96 MiB.
-        assert!(peak < (8 << 20) * 4 + (96 << 20), "querier peak RSS {peak} bytes");
+        assert!(peak < (2 << 20) * 4 + (96 << 20), "querier peak RSS {peak} bytes");
     }
 }

@@ -86,6 +86,7 @@ pub fn validate(lc: &LogCluster) -> Result<ValidCluster, InvalidSpec> {
     let zones = check_zones(spec, &mut problems);
     check_ring(spec, &mut problems);
     check_retention(spec, &mut problems);
+    check_results_cache(spec, &mut problems);
     let config = match config::render(spec) {
         Ok(text) => {
             check_config(&text, &mut problems);
@@ -145,6 +146,9 @@ fn check_name(name: &str, spec: &LogClusterSpec, problems: &mut Vec<String>) {
         .collect();
     if spec.ring.etcd.managed.is_some() {
         statefulsets.push(names.etcd());
+    }
+    if crate::build::memcached::managed(spec).is_some() {
+        statefulsets.push(names.memcached());
     }
     if let Some(longest) = statefulsets.iter().max_by_key(|n| n.len())
         && longest.len() > MAX_STATEFULSET_NAME
@@ -256,6 +260,32 @@ fn check_ring(spec: &LogClusterSpec, problems: &mut Vec<String>) {
         problems.push(format!(
             "spec.ring.prefix {p:?} must end with '/' and not be '/' alone: the cluster's keys are everything under it"
         ));
+    }
+}
+
+fn check_results_cache(spec: &LogClusterSpec, problems: &mut Vec<String>) {
+    let Some(cache) = &spec.query_frontend.results_cache else {
+        return;
+    };
+    if cache.memcached_addresses.is_some() && cache.memcached.is_some() {
+        problems.push(
+            "set at most one of spec.queryFrontend.resultsCache.memcachedAddresses and spec.queryFrontend.resultsCache.memcached"
+                .into(),
+        );
+    }
+    if let Some(m) = &cache.memcached {
+        if !(1..=16).contains(&m.replicas) {
+            problems.push(format!(
+                "spec.queryFrontend.resultsCache.memcached.replicas must be 1 to 16, got {}",
+                m.replicas
+            ));
+        }
+        if m.memory_limit_mb < 16 {
+            problems.push(format!(
+                "spec.queryFrontend.resultsCache.memcached.memoryLimitMb must be at least 16, got {}",
+                m.memory_limit_mb
+            ));
+        }
     }
 }
 

@@ -86,6 +86,12 @@ pub const MAX_ENTRY_SIZE: usize = 32 << 20;
 /// The head is also cut at this many entries, which bounds the per-entry columns of a block
 /// full of empty lines.
 pub const MAX_BLOCK_ENTRIES: usize = 1 << 20;
+/// Blocks do not straddle the hour (ns): the head is cut before an entry of a later hour than
+/// its newest one. The query frontend splits reads on multiples of the hour
+/// (`split_queries_by_interval`, 1h by default), so a split decodes only blocks of its own
+/// time range, however long a slow stream takes to fill a block. Out-of-order entries of an
+/// earlier hour go to the head they arrive at.
+pub const BLOCK_PERIOD: i64 = 3_600_000_000_000;
 
 /// Errors of building and reading chunks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -297,13 +303,21 @@ impl MemChunk {
     }
 
     /// Appends an entry, in any timestamp order, and cuts the head once it holds
-    /// `block_size` bytes (lines plus metadata, see [`head::label_size`]). Duplicates are not detected here (see [`contains`](Self::contains)).
+    /// `block_size` bytes (lines plus metadata, see [`head::label_size`]), and before an entry
+    /// of a later hour ([`BLOCK_PERIOD`]). Duplicates are not detected here (see
+    /// [`contains`](Self::contains)).
     ///
     /// On error the entry was not stored.
     pub fn append(&mut self, ts: i64, line: &[u8], metadata: &[Label]) -> Result<(), ChunkError> {
         let size = line.len() + metadata.iter().map(head::label_size).sum::<usize>();
         if size > MAX_ENTRY_SIZE {
             return Err(ChunkError::too_large(size, MAX_ENTRY_SIZE));
+        }
+        if let Some((_, newest)) = self.head.bounds()
+            && ts.div_euclid(BLOCK_PERIOD) > newest.div_euclid(BLOCK_PERIOD)
+        {
+            // A slow stream's head keeps its buffers too: it fills again.
+            self.cut_head(true);
         }
         self.head.append(ts, line, metadata)?;
         if self.head.size() >= self.block_size || self.head.len() >= MAX_BLOCK_ENTRIES {

@@ -155,6 +155,23 @@ fn equal_timestamps_across_blocks_keep_append_order() {
 }
 
 #[test]
+fn blocks_do_not_straddle_the_hour() {
+    let minute = 60_000_000_000;
+    let mut c = MemChunk::new(Codec::default(), DEFAULT_BLOCK_SIZE);
+    // Three and a half hours of a slow stream, then a late entry of the first hour.
+    for i in 0..210 {
+        c.append(BLOCK_PERIOD + i * minute, b"slow", &[]).unwrap();
+    }
+    c.append(BLOCK_PERIOD + 30 * minute, b"late", &[]).unwrap();
+    c.close();
+    let hours: Vec<(i64, i64)> =
+        c.blocks().iter().map(|b| (b.min_ts.div_euclid(BLOCK_PERIOD), b.max_ts.div_euclid(BLOCK_PERIOD))).collect();
+    // The late entry joins the head it arrives at (the fourth hour's).
+    assert_eq!(hours, vec![(1, 1), (2, 2), (3, 3), (1, 4)]);
+    assert_eq!(forward(&c).len(), 211);
+}
+
+#[test]
 fn time_range_filters_entries_and_skips_blocks() {
     let input: Vec<Entry> = (0..1000).map(|i| entry(i as i64 * 100, &line(i), Vec::new())).collect();
     let mut c = MemChunk::new(Codec::Zstd, 4096);

@@ -39,6 +39,8 @@ pub struct Config {
     /// How distributors and queriers call ingesters.
     pub ingester_client: crate::rpc::ClientConfig,
     pub querier: crate::querier::QuerierConfig,
+    /// How queriers read chunks: the chunk cache.
+    pub chunk_store_config: crate::querier::ChunkStoreConfig,
     /// The query frontend's queue.
     pub frontend: crate::frontend::FrontendConfig,
     /// How a querier pulls work from query frontends.

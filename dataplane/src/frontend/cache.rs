@@ -7,17 +7,16 @@
 //! stored value begins with the full key, checked on the way out: a hash collision is a miss,
 //! never somebody else's answer. A backend that fails is a miss, never an error.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 
 use super::job::SubResponse;
 use super::proto::{decode_response, encode_response};
+use crate::lru::Lru;
 use crate::metrics::Metrics;
 
 /// Where cached answers are kept.
@@ -94,85 +93,29 @@ impl ResultsCache {
 /// An LRU cache in this process, bounded in bytes, entries expiring after a TTL.
 #[derive(Debug)]
 pub struct EmbeddedCache {
-    max_bytes: usize,
-    ttl: Duration,
-    inner: Mutex<Lru>,
-}
-
-#[derive(Debug, Default)]
-struct Lru {
-    entries: HashMap<String, LruEntry>,
-    /// Entries by last use (a tick), oldest first.
-    order: BTreeMap<u64, String>,
-    tick: u64,
-    bytes: usize,
-}
-
-#[derive(Debug)]
-struct LruEntry {
-    value: Bytes,
-    tick: u64,
-    expires: Instant,
-}
-
-impl Lru {
-    fn remove(&mut self, key: &str) {
-        if let Some(e) = self.entries.remove(key) {
-            self.order.remove(&e.tick);
-            self.bytes -= e.value.len() + key.len();
-        }
-    }
+    lru: Lru<Bytes>,
 }
 
 impl EmbeddedCache {
     pub fn new(max_bytes: usize, ttl: Duration) -> Self {
-        Self { max_bytes, ttl, inner: Mutex::new(Lru::default()) }
+        Self { lru: Lru::new(max_bytes as u64, Some(ttl)) }
     }
 
     /// Bytes held (keys and values).
     pub fn bytes(&self) -> usize {
-        self.inner.lock().bytes
+        self.lru.stats().bytes as usize
     }
 }
 
 #[async_trait]
 impl CacheBackend for EmbeddedCache {
     async fn get(&self, key: &str) -> Option<Bytes> {
-        let mut lru = self.inner.lock();
-        let now = Instant::now();
-        let expired = lru.entries.get(key)?.expires <= now;
-        if expired {
-            lru.remove(key);
-            return None;
-        }
-        lru.tick += 1;
-        let tick = lru.tick;
-        let e = lru.entries.get_mut(key)?;
-        let old = std::mem::replace(&mut e.tick, tick);
-        let value = e.value.clone();
-        lru.order.remove(&old);
-        lru.order.insert(tick, key.to_string());
-        Some(value)
+        self.lru.get(key)
     }
 
     async fn set(&self, key: &str, value: Bytes) {
-        let size = value.len() + key.len();
-        if size > self.max_bytes {
-            return;
-        }
-        let mut lru = self.inner.lock();
-        lru.remove(key);
-        while lru.bytes + size > self.max_bytes {
-            let Some((_, oldest)) = lru.order.pop_first() else { break };
-            if let Some(e) = lru.entries.remove(&oldest) {
-                lru.bytes -= e.value.len() + oldest.len();
-            }
-        }
-        lru.tick += 1;
-        let tick = lru.tick;
-        lru.order.insert(tick, key.to_string());
-        lru.entries.insert(key.to_string(), LruEntry { value, tick, expires: Instant::now() + self.ttl });
-        lru.bytes += size;
+        let size = value.len() as u64;
+        self.lru.insert(key, value, size);
     }
 }
 
@@ -180,28 +123,6 @@ impl CacheBackend for EmbeddedCache {
 mod tests {
     use super::*;
     use crate::query::Value;
-
-    #[tokio::test]
-    async fn the_lru_keeps_within_its_budget_and_evicts_the_least_recently_used() {
-        let c = EmbeddedCache::new(100, Duration::from_secs(60));
-        c.set("a", Bytes::from(vec![0; 30])).await;
-        c.set("b", Bytes::from(vec![0; 30])).await;
-        c.set("c", Bytes::from(vec![0; 30])).await;
-        assert!(c.get("a").await.is_some()); // a is now the most recent
-        c.set("d", Bytes::from(vec![0; 30])).await;
-        assert!(c.get("b").await.is_none(), "the least recently used entry stays");
-        assert!(c.get("a").await.is_some() && c.get("c").await.is_some() && c.get("d").await.is_some());
-        assert!(c.bytes() <= 100);
-        c.set("huge", Bytes::from(vec![0; 200])).await;
-        assert!(c.get("huge").await.is_none());
-    }
-
-    #[tokio::test]
-    async fn entries_expire() {
-        let c = EmbeddedCache::new(100, Duration::from_millis(0));
-        c.set("a", Bytes::from_static(b"x")).await;
-        assert!(c.get("a").await.is_none());
-    }
 
     #[tokio::test]
     async fn a_value_is_only_returned_for_its_own_key() {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::units::{ByteSize, Dur};
+pub use crate::lru::EmbeddedCacheConfig;
 
 /// `frontend:` settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,23 +100,6 @@ pub struct CacheConfig {
     pub embedded_cache: EmbeddedCacheConfig,
     pub memcached: MemcachedConfig,
     pub memcached_client: MemcachedClientConfig,
-}
-
-/// The in-process LRU cache.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmbeddedCacheConfig {
-    pub enabled: bool,
-    /// Budget of keys and values, in MB.
-    pub max_size_mb: u64,
-    /// How long an entry is kept.
-    pub ttl: Dur,
-}
-
-impl Default for EmbeddedCacheConfig {
-    fn default() -> Self {
-        Self { enabled: true, max_size_mb: 100, ttl: Dur::hours(1) }
-    }
 }
 
 /// How values are stored in memcached.

@@ -266,10 +266,12 @@ impl IngesterData for RingIngesters {
         through: i64,
         budget: &MemoryBudget,
     ) -> Result<Vec<MemoryStream>, EvalError> {
-        let answers = self.select_all(tenant, matchers, from, through, true, Some(budget)).await?;
+        let answers = self.select_all(tenant, matchers, from, through, true, Some(budget)).await;
         // An ingester that stopped at the budget counts as failed, and the others may have
-        // answered: the query is over its budget either way.
+        // answered, or not: the query is over its budget either way, and that is the answer
+        // (a 4xx naming the limit), not an ingester failure.
         budget.charge(0, "blocks from ingester memory")?;
+        let answers = answers?;
         let mut merged: HashMap<u64, MemoryStream> = HashMap::new();
         for s in answers.into_iter().flatten() {
             let entry = match merged.entry(s.fingerprint) {

@@ -1,6 +1,7 @@
 //! The querier: LogQL queries, label and series lookups and index statistics over ingester
 //! memory and the object store, with the per-tenant query limits.
 
+pub mod chunks;
 pub mod ingesters;
 pub mod source;
 
@@ -21,6 +22,7 @@ use crate::query::metric::{LeafRows, MetricPlan};
 use crate::query::source::matches_all;
 use crate::query::{Engine, EvalError, EvalLimits, MemoryBudget, QueryParams, Value};
 use crate::storage::{Index, ObjectStore};
+pub use chunks::{ChunkCache, ChunkStoreConfig};
 pub use ingesters::{IngesterData, RingIngesters};
 pub use source::Shard;
 use source::{QuerierSource, SourceStats, TENANT_LABEL};
@@ -102,6 +104,8 @@ pub struct Querier {
     slots: Arc<Semaphore>,
     /// Hides entries past retention and entries of delete requests (the compactor's hook).
     pub(crate) read_filter: Option<Arc<ReadFilter>>,
+    /// Chunks already fetched (`chunk_store_config.chunk_cache_config`).
+    pub(crate) chunk_cache: Option<Arc<ChunkCache>>,
 }
 
 impl Querier {
@@ -113,7 +117,13 @@ impl Querier {
         limits: Arc<TenantLimits>,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
-        Self { cfg, ingesters, store, index, limits, slots, read_filter: None }
+        Self { cfg, ingesters, store, index, limits, slots, read_filter: None, chunk_cache: None }
+    }
+
+    /// Keeps fetched chunks in `cache` for the queries that follow.
+    pub fn with_chunk_cache(mut self, cache: Option<Arc<ChunkCache>>) -> Self {
+        self.chunk_cache = cache;
+        self
     }
 
     /// Filters every query by retention and delete requests.

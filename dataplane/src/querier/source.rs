@@ -28,7 +28,7 @@ const FETCH_CONCURRENCY: usize = 16;
 pub struct SourceStats {
     /// Chunks referenced by the index for the query.
     pub chunks_ref: AtomicU64,
-    /// Chunks fetched from the object store.
+    /// Chunks fetched from the object store (not those the chunk cache held).
     pub chunks_downloaded: AtomicU64,
     /// Compressed bytes fetched from the object store.
     pub bytes_downloaded: AtomicU64,
@@ -73,6 +73,9 @@ impl Shard {
         Ok(())
     }
 }
+
+/// A chunk's blocks for the query's range, and whether they were downloaded (not cached).
+type Fetched = (ChunkRef, Vec<BlockHandle>, bool);
 
 /// A [`LogSource`] over the tenant(s) of one request.
 pub struct QuerierSource {
@@ -179,39 +182,49 @@ impl QuerierSource {
         }
         // Charged before anything is fetched: a query that cannot hold its chunks fetches none.
         self.budget.charge(total, "chunks from the object store")?;
-        let store = self.querier.store.clone();
         let started = Instant::now();
-        let results: Vec<Result<(ChunkRef, Vec<BlockHandle>), EvalError>> = futures::stream::iter(refs)
-            .map(|r| {
-                let store = store.clone();
-                async move {
-                    let bytes = store
-                        .get(&r.key)
-                        .await
-                        .map_err(|e| EvalError::Storage(format!("fetching chunk {}: {e}", r.key)))?;
-                    if crc32c::crc32c(&bytes) != r.checksum {
-                        return Err(EvalError::Storage(format!("chunk {} does not match its checksum", r.key)));
-                    }
-                    let chunk =
-                        Chunk::decode(bytes).map_err(|e| EvalError::Storage(format!("chunk {}: {e}", r.key)))?;
-                    let blocks = chunk
-                        .block_handles(from, through)
-                        .map_err(|e| EvalError::Storage(format!("chunk {}: {e}", r.key)))?;
-                    Ok((r, blocks))
-                }
+        let results: Vec<Result<Fetched, EvalError>> = futures::stream::iter(refs)
+            .map(|r| async move {
+                let download = || self.download(&r);
+                let (chunk, fetched) = match &self.querier.chunk_cache {
+                    Some(cache) => cache.get_or_fetch(&r.key, download).await?,
+                    None => (Arc::new(download().await?), true),
+                };
+                let blocks = chunk
+                    .block_handles(from, through)
+                    .map_err(|e| EvalError::Storage(format!("chunk {}: {e}", r.key)))?;
+                Ok((r, blocks, fetched))
             })
             .buffer_unordered(FETCH_CONCURRENCY)
             .collect()
             .await;
         let mut out = Vec::with_capacity(results.len());
         for r in results {
-            let (cref, blocks) = r?;
-            self.stats.chunks_downloaded.fetch_add(1, Ordering::Relaxed);
-            self.stats.bytes_downloaded.fetch_add(u64::from(cref.size), Ordering::Relaxed);
+            let (cref, blocks, fetched) = r?;
+            if fetched {
+                self.stats.chunks_downloaded.fetch_add(1, Ordering::Relaxed);
+                self.stats.bytes_downloaded.fetch_add(u64::from(cref.size), Ordering::Relaxed);
+            }
             out.push((cref, blocks));
         }
         self.stats.download_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(out)
+    }
+}
+
+impl QuerierSource {
+    /// Downloads a chunk, checks it against the index's checksum and opens it.
+    async fn download(&self, r: &ChunkRef) -> Result<Chunk, EvalError> {
+        let bytes = self
+            .querier
+            .store
+            .get(&r.key)
+            .await
+            .map_err(|e| EvalError::Storage(format!("fetching chunk {}: {e}", r.key)))?;
+        if crc32c::crc32c(&bytes) != r.checksum {
+            return Err(EvalError::Storage(format!("chunk {} does not match its checksum", r.key)));
+        }
+        Chunk::decode(bytes).map_err(|e| EvalError::Storage(format!("chunk {}: {e}", r.key)))
     }
 }
 

@@ -149,6 +149,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         );
         Querier::new(cfg.querier.clone(), Some(recent), store.clone(), index.clone(), limits.clone())
             .with_read_filter(Arc::new(hide))
+            .with_chunk_cache(crate::querier::ChunkCache::from_config(&cfg.chunk_store_config.chunk_cache_config))
     });
     let compactor = cfg.target.has(Role::Compactor).then(|| {
         let kv = rings.kv.store().clone();

@@ -17,9 +17,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::labels::Labels;
 
-use super::index_cache::{IndexCache, IndexCacheStats};
+use super::IndexCacheStats;
 use super::index_codec::{self, IndexObject, encode_index_object};
 use super::{IndexConfig, ObjectStore, StorageError, validate_key};
+use crate::lru::Lru;
 
 /// Index objects fetched in parallel by one query.
 const FETCH_CONCURRENCY: usize = 16;
@@ -96,7 +97,9 @@ pub struct Index {
     /// The time span of one period in nanoseconds, at least 1.
     period_ns: i64,
     /// Decoded index objects, which never change once written.
-    cache: IndexCache,
+    /// Decoded index objects: they never change once written (their name is their content
+    /// hash), so a cached object is never stale.
+    cache: Lru<Arc<IndexObject>>,
 }
 
 impl Index {
@@ -110,7 +113,7 @@ impl Index {
     /// An index over `store` with the period and cache size of `storage.index`.
     pub fn with_config(store: Arc<dyn ObjectStore>, cfg: &IndexConfig) -> Self {
         let period_ns = i64::try_from(cfg.period.get().as_nanos()).unwrap_or(i64::MAX).max(1);
-        Self { store, period_ns, cache: IndexCache::new(cfg.cache_bytes.bytes()) }
+        Self { store, period_ns, cache: Lru::new(cfg.cache_bytes.bytes(), None) }
     }
 
     /// The time span one period covers.
@@ -380,7 +383,7 @@ impl Index {
             )??
         };
         let object = Arc::new(object);
-        self.cache.insert(key, Arc::clone(&object));
+        self.cache.insert(key, Arc::clone(&object), object.mem_bytes + 64);
         Ok(object)
     }
 }

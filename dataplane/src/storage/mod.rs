@@ -40,7 +40,6 @@ mod config;
 mod error;
 mod fs;
 mod index;
-mod index_cache;
 mod index_codec;
 mod memory;
 mod s3;
@@ -58,11 +57,12 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+/// Hits, misses and occupancy of the index cache.
+pub use crate::lru::LruStats as IndexCacheStats;
 pub use config::{Backend, FilesystemConfig, IndexConfig, S3Config, StorageConfig, StorageConfigError, from_config};
 pub use error::StorageError;
 pub use fs::FilesystemStore;
 pub use index::{ChunkRef, CompactionStats, Index, chunk_key};
-pub use index_cache::IndexCacheStats;
 pub use memory::MemoryStore;
 pub use s3::{S3Store, StaticCredentials};
 

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod etcd;
+pub mod memcached;
 pub mod names;
 pub mod pdb;
 pub mod service;
@@ -42,6 +43,10 @@ pub fn build(v: &ValidCluster) -> Children {
         services.extend(etcd.services);
         statefulsets.push(etcd.statefulset);
         pdbs.extend(etcd.pdb);
+    }
+    if let Some(m) = memcached::managed_memcached(v) {
+        services.push(m.service);
+        statefulsets.push(m.statefulset);
     }
     services.extend(service::services(v));
     statefulsets.extend(statefulset::statefulsets(v));

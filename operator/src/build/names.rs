@@ -66,6 +66,8 @@ impl fmt::Display for Component {
 
 /// Component label value of the managed etcd.
 pub const ETCD_COMPONENT: &str = "etcd";
+/// Component label value of the managed memcached.
+pub const MEMCACHED_COMPONENT: &str = "memcached";
 
 /// The names of one LogCluster's children.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +113,16 @@ impl Names {
     /// The managed etcd's headless (peer) Service.
     pub fn etcd_headless(&self) -> String {
         format!("{}-etcd-headless", self.cluster)
+    }
+
+    /// The managed memcached's StatefulSet.
+    pub fn memcached(&self) -> String {
+        format!("{}-memcached", self.cluster)
+    }
+
+    /// The managed memcached's headless Service, naming each server.
+    pub fn memcached_headless(&self) -> String {
+        format!("{}-memcached-headless", self.cluster)
     }
 
     /// Labels every child of this cluster carries.

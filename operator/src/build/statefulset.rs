@@ -14,6 +14,7 @@
 //! | `--ring.store`, `--ring.etcd.endpoints`, `--ring.prefix` | the ring in etcd |
 //! | `--replication-factor` | `spec.replicationFactor` |
 //! | `--frontend-worker.frontend-address` | queriers, when there are query frontends: their headless Service |
+//! | `--query-range.results-cache.cache.memcached-client.addresses` | query frontends, with a managed memcached: each of its servers |
 
 use std::collections::BTreeMap;
 
@@ -369,6 +370,11 @@ pub fn args(v: &ValidCluster, component: Component, zone: Option<&str>) -> Vec<S
         // pulls work from all of them.
         let frontends = format!("{}.{}.svc:{GRPC_PORT}", v.names.headless(Component::QueryFrontend), v.namespace);
         args.push(format!("--frontend-worker.frontend-address={frontends}"));
+    }
+    if component == Component::QueryFrontend
+        && let Some(servers) = super::memcached::addresses(v)
+    {
+        args.push(format!("--query-range.results-cache.cache.memcached-client.addresses={servers}"));
     }
     args
 }

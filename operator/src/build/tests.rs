@@ -202,6 +202,37 @@ fn queriers_pull_from_the_frontends_headless_service() {
     assert!(!statefulset::args(&valid, Component::Querier, None).iter().any(|a| a.starts_with("--frontend-worker")));
 }
 
+/// A managed memcached: its servers, each named to every frontend, and the frontends' only
+/// cache; removing it from the spec removes the servers.
+#[test]
+fn managed_memcached_serves_every_frontend() {
+    let valid = validate(&load("zones")).expect("valid");
+    let children = build(&valid);
+    let sts = children.statefulsets.iter().find(|s| s.metadata.name.as_deref() == Some("prod-memcached")).expect("sts");
+    let spec = sts.spec.as_ref().expect("spec");
+    assert_eq!(spec.replicas, Some(2));
+    assert_eq!(spec.service_name.as_deref(), Some("prod-memcached-headless"));
+    let container = &spec.template.spec.as_ref().expect("pod").containers[0];
+    assert!(container.args.as_ref().expect("args").contains(&"--memory-limit=2048".to_string()));
+    assert!(children.services.iter().any(|s| s.metadata.name.as_deref() == Some("prod-memcached-headless")));
+    let servers = "prod-memcached-0.prod-memcached-headless.logging.svc:11211,prod-memcached-1.prod-memcached-headless.logging.svc:11211";
+    let flag = format!("--query-range.results-cache.cache.memcached-client.addresses={servers}");
+    assert!(statefulset::args(&valid, Component::QueryFrontend, None).contains(&flag));
+    for c in [Component::Distributor, Component::Ingester, Component::Querier] {
+        assert!(!statefulset::args(&valid, c, None).iter().any(|a| a.contains("memcached")), "{c}");
+    }
+    let mut lc = load("zones");
+    lc.spec.query_frontend.results_cache = None;
+    let without = build(&validate(&lc).expect("valid"));
+    assert!(!without.statefulsets.iter().any(|s| s.metadata.name.as_deref() == Some("prod-memcached")));
+    lc.spec.query_frontend.results_cache = load("zones").spec.query_frontend.results_cache;
+    if let Some(cache) = lc.spec.query_frontend.results_cache.as_mut() {
+        cache.memcached_addresses = Some("memcached:11211".into());
+    }
+    let err = validate(&lc).expect_err("both caches");
+    assert!(err.to_string().contains("set at most one of spec.queryFrontend.resultsCache.memcachedAddresses"), "{err}");
+}
+
 /// Norn's own flag parser and configuration loader accept every pod's command line, with the
 /// values the kubelet substitutes.
 #[test]

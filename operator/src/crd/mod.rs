@@ -178,6 +178,10 @@ impl std::ops::Deref for QueryFrontendSpec {
 /// The results cache of the query frontends.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.memcachedAddresses) && has(self.memcached))")
+        .message("set at most one of queryFrontend.resultsCache.memcachedAddresses and queryFrontend.resultsCache.memcached"),
+)]
 pub struct ResultsCacheSpec {
     /// Cache results at all (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,6 +194,59 @@ pub struct ResultsCacheSpec {
     /// (e.g. the Service of a memcached you run). Set, it replaces the embedded caches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memcached_addresses: Option<String>,
+    /// A memcached the operator runs for the frontends (instead of `memcachedAddresses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memcached: Option<ManagedMemcachedSpec>,
+}
+
+/// A memcached StatefulSet run by the operator as the frontends' shared results cache: a
+/// StatefulSet so every frontend names every server the same way (`<pod>.<headless Service>`)
+/// and a key lands on the same server from any frontend.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedMemcachedSpec {
+    /// Number of memcached servers; keys are spread over them.
+    #[serde(default = "default_memcached_replicas")]
+    #[schemars(range(min = 1, max = 16))]
+    pub replicas: i32,
+    /// Container image of memcached.
+    #[serde(default = "default_memcached_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Memory of each server for items, in MB (memcached's `-m`). The container's memory limit,
+    /// when `resources` sets one, should leave room above it.
+    #[serde(default = "default_memcached_memory_mb")]
+    #[schemars(range(min = 16))]
+    pub memory_limit_mb: u32,
+    /// CPU and memory requests and limits of the memcached container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_memcached_replicas() -> i32 {
+    1
+}
+
+/// The memcached image used when `queryFrontend.resultsCache.memcached.image` is unset.
+pub const DEFAULT_MEMCACHED_IMAGE: &str = "memcached:1.6.38-alpine";
+
+fn default_memcached_image() -> String {
+    DEFAULT_MEMCACHED_IMAGE.into()
+}
+
+fn default_memcached_memory_mb() -> u32 {
+    1024
+}
+
+impl Default for ManagedMemcachedSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_memcached_replicas(),
+            image: default_memcached_image(),
+            memory_limit_mb: default_memcached_memory_mb(),
+            resources: None,
+        }
+    }
 }
 
 impl Default for ComponentSpec {

@@ -1,0 +1,155 @@
+//! The querier's chunk cache (`chunk_store_config.chunk_cache_config`, as in Loki): chunks
+//! fetched from the object store, verified and opened, kept in an in-process LRU so the time
+//! splits of one query — which the query frontend hands to the same queriers — and the queries
+//! that follow read each chunk from the store once. Chunks never change once written (their key
+//! holds their checksum), so a cached chunk is never stale.
+//!
+//! Fetches are single-flight: splits running at once that need the same chunk wait for one
+//! fetch instead of each starting their own.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::chunk::Chunk;
+use crate::lru::{EmbeddedCacheConfig, Lru, LruStats};
+use crate::query::EvalError;
+
+/// `chunk_store_config`: how the querier reads chunks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkStoreConfig {
+    pub chunk_cache_config: ChunkCacheConfig,
+}
+
+/// `chunk_store_config.chunk_cache_config`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkCacheConfig {
+    /// The in-process cache: on by default (100 MB per querier; entries live an hour).
+    pub embedded_cache: EmbeddedCacheConfig,
+}
+
+type Slot = Arc<OnceCell<Arc<Chunk>>>;
+
+/// Verified, opened chunks by object key.
+#[derive(Debug)]
+pub struct ChunkCache {
+    lru: Lru<Arc<Chunk>>,
+    /// Fetches in flight, so concurrent readers of one chunk share one.
+    inflight: Mutex<HashMap<String, Slot>>,
+}
+
+impl ChunkCache {
+    /// The cache `cfg` describes, `None` when it is disabled.
+    pub fn from_config(cfg: &ChunkCacheConfig) -> Option<Arc<ChunkCache>> {
+        let e = &cfg.embedded_cache;
+        (e.enabled && e.max_size_mb > 0).then(|| Arc::new(Self::new(e.max_bytes(), e.ttl.get())))
+    }
+
+    pub fn new(max_bytes: u64, ttl: std::time::Duration) -> Self {
+        Self { lru: Lru::new(max_bytes, Some(ttl)), inflight: Mutex::new(HashMap::new()) }
+    }
+
+    /// The chunk under `key`: from memory, from a fetch another reader has in flight, or from
+    /// `fetch` (which downloads, verifies and opens it). The flag tells whether this call
+    /// fetched. A failed fetch is not remembered: the next reader tries again.
+    pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<(Arc<Chunk>, bool), EvalError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Chunk, EvalError>>,
+    {
+        if let Some(chunk) = self.lru.get(key) {
+            return Ok((chunk, false));
+        }
+        let slot = self.inflight.lock().entry(key.to_string()).or_default().clone();
+        let mut fetched = false;
+        let result = slot
+            .get_or_try_init(|| async {
+                fetched = true;
+                let chunk = Arc::new(fetch().await?);
+                self.lru.insert(key, chunk.clone(), chunk.compressed_size() as u64);
+                Ok::<_, EvalError>(chunk)
+            })
+            .await
+            .cloned();
+        // The first reader done with the slot retires it: later readers find the chunk in
+        // the LRU, or, after a failure, fetch again.
+        let mut inflight = self.inflight.lock();
+        if inflight.get(key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+            inflight.remove(key);
+        }
+        drop(inflight);
+        result.map(|c| (c, fetched))
+    }
+
+    /// Hits, misses and occupancy.
+    pub fn stats(&self) -> LruStats {
+        self.lru.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::chunk::{Codec, DEFAULT_BLOCK_SIZE, MemChunk};
+
+    fn chunk() -> Chunk {
+        let mut c = MemChunk::new(Codec::default(), DEFAULT_BLOCK_SIZE);
+        c.append(1, b"line", &[]).unwrap();
+        Chunk::decode(c.encode()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn readers_at_once_share_one_fetch_and_later_ones_hit() {
+        let cache = ChunkCache::new(1 << 20, Duration::from_secs(60));
+        let fetches = AtomicUsize::new(0);
+        let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let fetches = &fetches;
+        let read = || {
+            let mut gate = gate_rx.clone();
+            cache.get_or_fetch("k", move || async move {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                // Held open until every reader is waiting on it.
+                gate.wait_for(|open| *open).await.unwrap();
+                Ok(chunk())
+            })
+        };
+        let all = futures::future::join_all((0..8).map(|_| read()));
+        let opener = async {
+            tokio::task::yield_now().await;
+            gate_tx.send(true).unwrap();
+        };
+        let (results, ()) = tokio::join!(all, opener);
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        let fetched: Vec<bool> = results.into_iter().map(|r| r.unwrap().1).collect();
+        assert_eq!(fetched.iter().filter(|f| **f).count(), 1, "{fetched:?}");
+        let (_, fetched) = cache.get_or_fetch("k", || async { panic!("cached") }).await.unwrap();
+        assert!(!fetched);
+        assert_eq!(cache.stats().entries, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_not_remembered() {
+        let cache = ChunkCache::new(1 << 20, Duration::from_secs(60));
+        let err = cache.get_or_fetch("k", || async { Err(EvalError::Storage("store down".into())) }).await;
+        assert!(matches!(err, Err(EvalError::Storage(m)) if m == "store down"));
+        let (_, fetched) = cache.get_or_fetch("k", || async { Ok(chunk()) }).await.unwrap();
+        assert!(fetched, "the second reader fetches again");
+    }
+
+    #[test]
+    fn disabled_by_config() {
+        let mut cfg = ChunkCacheConfig::default();
+        assert!(ChunkCache::from_config(&cfg).is_some(), "on by default");
+        cfg.embedded_cache.enabled = false;
+        assert!(ChunkCache::from_config(&cfg).is_none());
+    }
+}
