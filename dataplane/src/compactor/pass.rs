@@ -18,6 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{Chunk, DEFAULT_BLOCK_SIZE, MemChunk};
@@ -28,6 +29,9 @@ use super::deletes::{DeleteFilter, DeleteStatus, StreamDeletes};
 use super::filter::copy_entries;
 use super::retention::TenantRetention;
 use super::{Compactor, CompactorError};
+
+/// Chunk objects deleted in parallel by a sweep.
+const DELETE_CONCURRENCY: usize = 16;
 
 /// What one pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -281,16 +285,21 @@ impl Compactor {
             };
             let marker: Marker = serde_json::from_slice(&data)
                 .map_err(|e| StorageError::Corrupt { key: meta.key.clone(), reason: e.to_string() })?;
-            for c in &marker.chunks {
-                if self.is_referenced(tenant, c, &mut referenced).await? {
-                    // Still listed: the pass that wrote the marker did not finish, and the
-                    // one that does writes a marker of its own.
-                    continue;
+            let mut unreferenced = Vec::with_capacity(marker.chunks.len());
+            for c in marker.chunks {
+                // Still listed: the pass that wrote the marker did not finish, and the one that
+                // does writes a marker of its own.
+                if !self.is_referenced(tenant, &c, &mut referenced).await? {
+                    unreferenced.push(c);
                 }
-                self.store.delete(&c.key).await?;
-                stats.chunks_deleted += 1;
-                stats.bytes_deleted += c.size;
             }
+            stats.chunks_deleted += unreferenced.len() as u64;
+            stats.bytes_deleted += unreferenced.iter().map(|c| c.size).sum::<u64>();
+            stream::iter(unreferenced)
+                .map(|c| async move { self.store.delete(&c.key).await })
+                .buffer_unordered(DELETE_CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
             self.store.delete(&meta.key).await?;
         }
         Ok(())

@@ -291,9 +291,12 @@ impl Index {
             self.store.put(&key, Bytes::from(data)).await?;
             Some(key)
         };
-        for key in old.iter().filter(|k| Some(*k) != merged.as_ref()) {
-            self.store.delete(key).await?;
-        }
+        let stale: Vec<String> = old.iter().filter(|k| Some(*k) != merged.as_ref()).cloned().collect();
+        stream::iter(stale)
+            .map(|key| async move { self.store.delete(&key).await })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(merged)
     }
 
