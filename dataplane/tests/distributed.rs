@@ -17,7 +17,7 @@ use futures::StreamExt;
 use norn::ring::testing::EtcdServer;
 use norn::storage::testing::MotoServer;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// S3 credentials for the norn processes (moto accepts any).
 const S3_ENV: &[(&str, &str)] = &[
@@ -27,6 +27,7 @@ const S3_ENV: &[(&str, &str)] = &[
 ];
 /// Streams per push.
 const STREAMS: usize = 10;
+const S: i64 = 1_000_000_000;
 /// Lines per push.
 const LINES_PER_PUSH: usize = 5_000;
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -495,4 +496,42 @@ async fn a_starting_ingester_answers_503_until_it_joined_the_ring() {
         r.status().is_success().then_some(())
     })
     .await;
+}
+
+/// `patterns` through a querier asks every ingester's detector over gRPC; with RF 3 each line
+/// was clustered by three detectors and still counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn patterns_across_the_ring_count_each_line_once() {
+    let c = Cluster::start("dist-patterns", "10s").await;
+    let t = (now_ns() - 300 * S) / (60 * S) * (60 * S);
+    let stream = |pod: &str, n: i64| {
+        let lines: Vec<(i64, String)> = (0..n)
+            .map(|i| (t + i * S, format!("level=info msg=\"request done\" took={}ms user=u{i}", 10 + i)))
+            .collect();
+        (format!("{{job=\"patterns\", pod=\"{pod}\"}}"), lines)
+    };
+    let (a, b) = (stream("a", 20), stream("b", 10));
+    let (status, text) = c.push(proto_body(&[(a.0.as_str(), a.1.clone()), (b.0.as_str(), b.1.clone())])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    let query = urlencode(r#"{job="patterns"}"#);
+    let path = format!("/loki/api/v1/patterns?query={query}&start={t}&end={}&step=60s", t + 60 * S);
+    let v: Value = eventually("every detector to have clustered the push", DEADLINE, || async {
+        let r = c.http.get(c.querier().url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        let total: u64 = v["data"]
+            .as_array()?
+            .iter()
+            .flat_map(|p| p["samples"].as_array().cloned().unwrap_or_default())
+            .map(|s| s[1].as_u64().unwrap())
+            .sum();
+        (total >= 30).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        v["data"],
+        // No `level`: the test processes run without level discovery.
+        json!([{"pattern": "level=info msg=\"request done\" took=<_> user=<_>", "samples": [[t / S, 30]]}]),
+        "{v}"
+    );
 }

@@ -164,28 +164,22 @@ async fn patterns(State(app): State<App>, headers: HeaderMap, RawQuery(raw): Raw
         if step <= 0 {
             return Err(bad("zero or negative query resolution step widths are not accepted. Try a positive integer"));
         }
-        let detector = match (&app.ingester, app.cfg.distributed()) {
-            (Some(ing), false) => ing.patterns().cloned(),
-            (_, true) => {
-                return Err(ApiError(
-                    axum::http::StatusCode::NOT_IMPLEMENTED,
-                    "patterns are served in single-process mode only: the pattern detector is not queried across the ring yet".into(),
-                ));
-            }
-            (None, false) => None,
-        };
+        // Every ingester's detector (this process's, or the ring's over gRPC), merged per stream
+        // so replicas count once.
+        let recent = querier(&app)?.ingesters.clone();
         let mut data = Vec::new();
-        if let Some(d) = detector {
-            for tenant in &tenants {
-                for s in d.query(tenant, &matchers, start, end.saturating_add(1), step) {
-                    let samples: Vec<Value> =
-                        s.samples.iter().map(|(ts, n)| json!([ts.div_euclid(1_000_000_000), n])).collect();
-                    let mut v = json!({"pattern": s.pattern, "samples": samples});
-                    if let Some(level) = s.level {
-                        v["level"] = json!(level);
-                    }
-                    data.push(v);
+        for tenant in &tenants {
+            let Some(recent) = &recent else { break };
+            let through = end.saturating_add(1);
+            let parts = recent.patterns(tenant, &matchers, start, through).await.map_err(|e| query_error(e.into()))?;
+            for s in crate::pattern::merge(parts, start, through, step) {
+                let samples: Vec<Value> =
+                    s.samples.iter().map(|(ts, n)| json!([ts.div_euclid(1_000_000_000), n])).collect();
+                let mut v = json!({"pattern": s.pattern, "samples": samples});
+                if let Some(level) = s.level {
+                    v["level"] = json!(level);
                 }
+                data.push(v);
             }
         }
         Ok(json_response(json!({"status": "success", "data": data}).to_string()))

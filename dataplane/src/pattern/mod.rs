@@ -217,38 +217,74 @@ impl PatternIngester {
     /// Patterns of the tenant's streams matching `matchers` with lines in `[from, through)`,
     /// counts summed per `step` (from `from`) over streams; the most frequent first.
     pub fn query(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64, step: i64) -> Vec<PatternSeries> {
-        let step = step.max(BUCKET_NS);
-        let mut merged: HashMap<(String, Option<&'static str>), BTreeMap<i64, u64>> = HashMap::new();
+        merge(self.stream_patterns(tenant, matchers, from, through), from, through, step)
+    }
+
+    /// Per matching stream and template, its line counts per bucket in `[from, through)`:
+    /// what an ingester answers a querier, which [`merge`]s the answers of every ingester.
+    pub fn stream_patterns(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Vec<StreamPattern> {
         let tenants = self.tenants.lock();
         let Some(streams) = tenants.get(tenant) else { return Vec::new() };
-        for s in streams.values().filter(|s| matches_all(&s.labels, matchers)) {
+        let mut out = Vec::new();
+        for (fp, s) in streams.iter().filter(|(_, s)| matches_all(&s.labels, matchers)) {
             for (level, t) in &s.by_level {
                 for (c, counts) in t.drain.clusters().iter().zip(&t.counts) {
-                    let mut points = counts.range(from - from.rem_euclid(BUCKET_NS)..through).peekable();
-                    if points.peek().is_none() {
+                    let buckets: Vec<(i64, u64)> =
+                        counts.range(from - from.rem_euclid(BUCKET_NS)..through).map(|(ts, n)| (*ts, *n)).collect();
+                    if buckets.is_empty() {
                         continue;
                     }
-                    let out = merged.entry((c.pattern(), *level)).or_default();
-                    for (ts, n) in points {
-                        let bucket = from + ((ts - from).max(0) / step) * step;
-                        *out.entry(bucket).or_default() += n;
-                    }
+                    out.push(StreamPattern {
+                        fingerprint: *fp,
+                        pattern: c.pattern(),
+                        level: level.map(str::to_string),
+                        buckets,
+                    });
                 }
             }
         }
-        drop(tenants);
-        let mut out: Vec<PatternSeries> = merged
-            .into_iter()
-            .map(|((pattern, level), samples)| PatternSeries {
-                pattern,
-                level: level.map(str::to_string),
-                samples: samples.into_iter().collect(),
-            })
-            .collect();
-        let total = |p: &PatternSeries| p.samples.iter().map(|s| s.1).sum::<u64>();
-        out.sort_by(|a, b| total(b).cmp(&total(a)).then_with(|| a.pattern.cmp(&b.pattern)));
         out
     }
+}
+
+/// One template of one stream with its line counts per bucket (bucket start ns, lines).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamPattern {
+    pub fingerprint: u64,
+    pub pattern: String,
+    pub level: Option<String>,
+    pub buckets: Vec<(i64, u64)>,
+}
+
+/// The `patterns` answer from the streams' templates of every ingester: replicas of a stream
+/// saw the same lines, so a (stream, template, bucket) counts once, at the most any replica
+/// counted (one that missed a push counts fewer); then counts are summed over streams per
+/// `step` from `from`, the most frequent pattern first.
+pub fn merge(parts: impl IntoIterator<Item = StreamPattern>, from: i64, through: i64, step: i64) -> Vec<PatternSeries> {
+    let step = step.max(BUCKET_NS);
+    let mut replicas: HashMap<(u64, String, Option<String>), BTreeMap<i64, u64>> = HashMap::new();
+    for p in parts {
+        let counts = replicas.entry((p.fingerprint, p.pattern, p.level)).or_default();
+        for (ts, n) in p.buckets.into_iter().filter(|(ts, _)| *ts < through) {
+            let c = counts.entry(ts).or_default();
+            *c = (*c).max(n);
+        }
+    }
+    let mut merged: HashMap<(String, Option<String>), BTreeMap<i64, u64>> = HashMap::new();
+    for ((_, pattern, level), counts) in replicas {
+        let out = merged.entry((pattern, level)).or_default();
+        for (ts, n) in counts {
+            let bucket = from + ((ts - from).max(0) / step) * step;
+            *out.entry(bucket).or_default() += n;
+        }
+    }
+    let mut out: Vec<PatternSeries> = merged
+        .into_iter()
+        .map(|((pattern, level), samples)| PatternSeries { pattern, level, samples: samples.into_iter().collect() })
+        .collect();
+    let total = |p: &PatternSeries| p.samples.iter().map(|s| s.1).sum::<u64>();
+    out.sort_by(|a, b| total(b).cmp(&total(a)).then_with(|| a.pattern.cmp(&b.pattern)));
+    out
 }
 
 #[cfg(test)]

@@ -78,3 +78,18 @@ fn settings_are_checked() {
     let e = PatternConfig { similarity: 1.5, ..PatternConfig::default() }.validate("pattern_ingester").unwrap_err();
     assert!(e.contains("pattern_ingester.similarity"), "{e}");
 }
+
+#[test]
+fn merge_counts_a_replicated_stream_once_and_sums_streams() {
+    let p = |fingerprint, buckets: &[(i64, u64)]| StreamPattern {
+        fingerprint,
+        pattern: "GET <_>".into(),
+        level: None,
+        buckets: buckets.to_vec(),
+    };
+    let b = BUCKET_NS;
+    // Stream 1 on three replicas, one of which missed a push; stream 2 on one.
+    let parts = vec![p(1, &[(0, 5), (b, 3)]), p(1, &[(0, 5), (b, 2)]), p(1, &[(0, 5), (b, 3)]), p(2, &[(b, 4)])];
+    let out = merge(parts, 0, 10 * b, b);
+    assert_eq!(out, vec![PatternSeries { pattern: "GET <_>".into(), level: None, samples: vec![(0, 5), (b, 7)] }]);
+}

@@ -20,6 +20,7 @@ use crate::ingester::Ingester;
 use crate::ingester::read::MemoryStream;
 use crate::labels::{Labels, SharedLabels};
 use crate::logql::Matcher;
+use crate::pattern::StreamPattern;
 use crate::query::{EvalError, MemoryBudget};
 use crate::ring::replication::ReadSet;
 use crate::ring::{RingClient, RingError};
@@ -62,6 +63,16 @@ pub trait IngesterData: Send + Sync {
         from: i64,
         through: i64,
     ) -> Result<Vec<StreamMetas>, EvalError>;
+
+    /// The pattern detectors' templates of matching streams with lines in `[from, through)`,
+    /// per stream and replica ([`crate::pattern::merge`] makes the `patterns` answer).
+    async fn patterns(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<StreamPattern>, EvalError>;
 }
 
 #[async_trait]
@@ -102,6 +113,16 @@ impl IngesterData for Ingester {
             .into_iter()
             .map(|s| (s.labels, s.fingerprint, s.blocks.iter().map(|b| *b.meta()).collect()))
             .collect())
+    }
+
+    async fn patterns(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<StreamPattern>, EvalError> {
+        Ok(Ingester::patterns(self).map(|d| d.stream_patterns(tenant, matchers, from, through)).unwrap_or_default())
     }
 }
 
@@ -349,5 +370,25 @@ impl IngesterData for RingIngesters {
             }
         }
         best.into_iter().map(|(fp, (labels, metas))| Ok((parse_labels(&labels)?, fp, metas))).collect()
+    }
+
+    async fn patterns(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<StreamPattern>, EvalError> {
+        let req = SeriesRequest {
+            tenant: tenant.to_string(),
+            matchers: matchers.iter().map(matcher_to_msg).collect(),
+            from,
+            through,
+        };
+        let answers = self.fan_out("reading ingester patterns", |c| {
+            let req = req.clone();
+            async move { c.patterns(req).await }
+        });
+        Ok(answers.await?.into_iter().flat_map(|r| r.patterns).map(StreamPattern::from).collect())
     }
 }

@@ -13,8 +13,10 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 
 use super::codec::PreEncoded;
-use super::proto::{PushResponse, SelectRequest, SelectResponse, SeriesRequest, SeriesResponse};
-use super::{PUSH_PATH, RpcError, SELECT_PATH, SERIES_PATH};
+use super::proto::{
+    PatternsRequest, PatternsResponse, PushResponse, SelectRequest, SelectResponse, SeriesRequest, SeriesResponse,
+};
+use super::{PATTERNS_PATH, PUSH_PATH, RpcError, SELECT_PATH, SERIES_PATH};
 use crate::config::units::{ByteSize, Dur};
 use crate::error::ErrorKind;
 use crate::ring::client::RingView;
@@ -149,19 +151,33 @@ impl IngesterClient {
 
     /// Label sets of matching streams.
     pub async fn series(&self, request: SeriesRequest) -> Result<SeriesResponse, RpcError> {
+        self.unary(request, SERIES_PATH, "series").await
+    }
+
+    /// The pattern detector's templates of matching streams.
+    pub async fn patterns(&self, request: PatternsRequest) -> Result<PatternsResponse, RpcError> {
+        self.unary(request, PATTERNS_PATH, "patterns").await
+    }
+
+    /// A unary read within the client's deadline.
+    async fn unary<Req, Resp>(&self, request: Req, path: &'static str, what: &str) -> Result<Resp, RpcError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
         let mut me = self.clone();
         let call = async move {
             me.ready().await?;
             let mut req = tonic::Request::new(request);
             req.set_timeout(me.timeout);
-            let path = PathAndQuery::from_static(SERIES_PATH);
+            let path = PathAndQuery::from_static(path);
             me.grpc
                 .unary(req, path, tonic_prost::ProstCodec::default())
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|s| me.error(&s))
         };
-        tokio::time::timeout(self.timeout, call).await.map_err(|_| self.timed_out("series"))?
+        tokio::time::timeout(self.timeout, call).await.map_err(|_| self.timed_out(what))?
     }
 
     /// Turns a failed read of a response stream into an error naming this ingester.

@@ -6,6 +6,7 @@
 //! | `Push` (unary) | distributor | store validated streams; answers once they are in the WAL |
 //! | `Select` (server streaming) | querier | blocks of the streams matching a selector in a time range |
 //! | `Series` (unary) | querier | label sets of matching streams (labels, label values, series) |
+//! | `Patterns` (unary) | querier | the pattern detector's templates of matching streams, counts per bucket |
 //!
 //! The service is written by hand over tonic's `Grpc` helpers rather than generated from a
 //! `.proto` file: the messages are prost derives ([`proto`]) like the rest of Norn's wire types,
@@ -35,6 +36,8 @@ pub const PUSH_PATH: &str = "/norn.ingester.v1.Ingester/Push";
 pub const SELECT_PATH: &str = "/norn.ingester.v1.Ingester/Select";
 /// Path of `Series`.
 pub const SERIES_PATH: &str = "/norn.ingester.v1.Ingester/Series";
+/// Path of `Patterns`.
+pub const PATTERNS_PATH: &str = "/norn.ingester.v1.Ingester/Patterns";
 
 /// A call to an ingester failed.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -170,3 +170,49 @@ pub struct SeriesResponse {
     #[prost(string, repeated, tag = "1")]
     pub series: Vec<String>,
 }
+
+/// `Patterns`: the pattern detector's templates of matching streams with lines in
+/// `[from, through)` (the fields of a [`SeriesRequest`]).
+pub type PatternsRequest = SeriesRequest;
+
+/// The answer to a `Patterns` request: per stream and template, counts per bucket.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PatternsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub patterns: Vec<StreamPatternMsg>,
+}
+
+/// One template of one stream.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamPatternMsg {
+    #[prost(uint64, tag = "1")]
+    pub fingerprint: u64,
+    #[prost(string, tag = "2")]
+    pub pattern: String,
+    /// `detected_level` of its lines; empty when they had none.
+    #[prost(string, tag = "3")]
+    pub level: String,
+    /// Bucket starts (ns), ascending, and the lines of each.
+    #[prost(int64, repeated, tag = "4")]
+    pub bucket_ts: Vec<i64>,
+    #[prost(uint64, repeated, tag = "5")]
+    pub counts: Vec<u64>,
+}
+
+impl From<crate::pattern::StreamPattern> for StreamPatternMsg {
+    fn from(p: crate::pattern::StreamPattern) -> Self {
+        let (bucket_ts, counts) = p.buckets.into_iter().unzip();
+        Self { fingerprint: p.fingerprint, pattern: p.pattern, level: p.level.unwrap_or_default(), bucket_ts, counts }
+    }
+}
+
+impl From<StreamPatternMsg> for crate::pattern::StreamPattern {
+    fn from(m: StreamPatternMsg) -> Self {
+        Self {
+            fingerprint: m.fingerprint,
+            pattern: m.pattern,
+            level: (!m.level.is_empty()).then_some(m.level),
+            buckets: m.bucket_ts.into_iter().zip(m.counts).collect(),
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! The ingester's side of the service: `Push`, `Select` and `Series` over an [`Ingester`].
+//! The ingester's side of the service: `Push`, `Select`, `Series` and `Patterns` over an
+//! [`Ingester`].
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -13,10 +14,10 @@ use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use super::proto::{
-    BlockMsg, PushRequest, PushResponse, SelectRequest, SelectResponse, SeriesRequest, SeriesResponse, StreamBlocksMsg,
-    StreamDiscardMsg,
+    BlockMsg, PatternsRequest, PatternsResponse, PushRequest, PushResponse, SelectRequest, SelectResponse,
+    SeriesRequest, SeriesResponse, StreamBlocksMsg, StreamDiscardMsg,
 };
-use super::{PUSH_PATH, SELECT_PATH, SERIES_PATH, matcher_from_msg};
+use super::{PATTERNS_PATH, PUSH_PATH, SELECT_PATH, SERIES_PATH, matcher_from_msg};
 use crate::entry::{Entry, PushStream};
 use crate::error::to_status;
 use crate::ingester::Ingester;
@@ -75,6 +76,10 @@ impl tower::Service<http::Request<Body>> for IngesterService {
             SERIES_PATH => Box::pin(async move {
                 let mut grpc = me.grpc(tonic_prost::ProstCodec::<SeriesResponse, SeriesRequest>::default());
                 Ok(grpc.unary(SeriesMethod(me.ingester.clone()), req).await)
+            }),
+            PATTERNS_PATH => Box::pin(async move {
+                let mut grpc = me.grpc(tonic_prost::ProstCodec::<PatternsResponse, PatternsRequest>::default());
+                Ok(grpc.unary(PatternsMethod(me.ingester.clone()), req).await)
             }),
             other => {
                 let status = Status::unimplemented(format!("no method {other}"));
@@ -164,6 +169,28 @@ impl UnaryService<SeriesRequest> for SeriesMethod {
                     .await
                     .map_err(|e| Status::internal(format!("series task failed: {e}")))?;
             Ok(Response::new(SeriesResponse { series: series.iter().map(|l| l.to_string()).collect() }))
+        })
+    }
+}
+
+struct PatternsMethod(Arc<Ingester>);
+
+impl UnaryService<PatternsRequest> for PatternsMethod {
+    type Response = PatternsResponse;
+    type Future = BoxFuture<'static, Result<Response<PatternsResponse>, Status>>;
+
+    fn call(&mut self, request: Request<PatternsRequest>) -> Self::Future {
+        let ingester = self.0.clone();
+        Box::pin(async move {
+            let req = request.into_inner();
+            check_tenant(&req.tenant)?;
+            let matchers = matchers(&req.matchers)?;
+            // An ingester without a detector (pattern_ingester.enabled off) has no patterns.
+            let patterns = match ingester.patterns() {
+                Some(d) => d.stream_patterns(&req.tenant, &matchers, req.from, req.through),
+                None => Vec::new(),
+            };
+            Ok(Response::new(PatternsResponse { patterns: patterns.into_iter().map(Into::into).collect() }))
         })
     }
 }
