@@ -379,8 +379,13 @@ impl OwnerTable {
     }
 }
 
-/// The address other rulers reach this one's HTTP API at.
-fn advertised_http(http: SocketAddr) -> String {
+/// The address other rulers reach this one's HTTP API at: the host of `instance.addr` (a pod
+/// IP on Kubernetes) with the HTTP port, else the HTTP listen address (an unspecified IP
+/// replaced by the host name).
+fn advertised_http(cfg: &crate::config::Config, http: SocketAddr) -> String {
+    if let Some((host, _)) = cfg.instance.addr.rsplit_once(':') {
+        return format!("{host}:{}", http.port());
+    }
     if http.ip().is_unspecified() {
         format!("{}:{}", crate::ring::config::hostname(), http.port())
     } else {
@@ -435,7 +440,7 @@ pub async fn start(
     let lc = LifecyclerConfig {
         ring_key: cfg.ring.key(RULER_RING_KEY),
         id: cfg.instance.id.clone(),
-        addr: advertised_http(http_addr),
+        addr: advertised_http(cfg, http_addr),
         zone: cfg.instance.zone.clone(),
         num_tokens: rc.ring.num_tokens,
         tokens_file: None,
