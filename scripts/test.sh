@@ -3,6 +3,8 @@
 # Installs what the build and the tests need when it is missing:
 #   - etcd (Debian etcd-server), the ring store the ring tests run against (NORN_ETCD).
 #   - memcached (Debian memcached), the query frontend's results cache in a cluster (NORN_MEMCACHED).
+#   - prometheus (Debian prometheus), the remote-write receiver of the ruler tests (NORN_PROMETHEUS).
+#   - alertmanager (Debian prometheus-alertmanager), where the ruler tests' alerts go (NORN_ALERTMANAGER).
 #   - moto_server (PyPI moto[server]) in ./.venv, the S3 server the storage tests run against.
 #   - helm-python-sdk (PyPI: Helm's Go SDK inside the wheel, no helm binary) in the same .venv,
 #     with which the operator's chart test lints and renders charts/norn.
@@ -58,6 +60,11 @@ export NORN_ETCD="$(command -v etcd)"
 # memcached, the results cache of the query frontend in a cluster (its tests run a real one).
 ensure_apt memcached memcached
 export NORN_MEMCACHED="$(command -v memcached)"
+# Prometheus and Alertmanager, the real receivers of the ruler's recorded series and alerts.
+ensure_apt prometheus prometheus
+export NORN_PROMETHEUS="$(command -v prometheus)"
+ensure_apt prometheus-alertmanager prometheus-alertmanager
+export NORN_ALERTMANAGER="$(command -v prometheus-alertmanager)"
 ensure_moto
 ensure_helm_sdk
 export NORN_HELM_PYTHON="$PWD/.venv/bin/python"

@@ -28,6 +28,7 @@ pub mod query;
 pub mod ratelimit;
 pub mod ring;
 pub mod rpc;
+pub mod ruler;
 pub mod server;
 pub mod storage;
 pub mod testing;

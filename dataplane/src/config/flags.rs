@@ -17,7 +17,10 @@ const NO_FLAG: &[&str] = &["overrides"];
 
 /// Hand-written help for the flags people reach for first; the rest say which key they set.
 const HELP: &[(&str, &str)] = &[
-    ("target", "roles to run: all, or a comma list of distributor, ingester, querier, query-frontend, compactor"),
+    (
+        "target",
+        "roles to run: all, or a comma list of distributor, ingester, querier, query-frontend, compactor, ruler",
+    ),
     ("http.addr", "listen address of the HTTP API"),
     ("grpc.addr", "listen address of the gRPC server"),
     ("data.dir", "directory of local state (WAL, and chunks with the filesystem store)"),

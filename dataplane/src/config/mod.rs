@@ -62,6 +62,8 @@ pub struct Config {
     pub replication_factor: ReplicationFactor,
     /// The pattern detector beside the ingester (`/loki/api/v1/patterns`).
     pub pattern_ingester: crate::pattern::PatternConfig,
+    /// Rule groups of LogQL expressions: alerts to Alertmanager, recorded series by remote write.
+    pub ruler: crate::ruler::RulerConfig,
 }
 
 /// The HTTP server (Loki's API, ops endpoints).
@@ -256,10 +258,12 @@ pub enum Role {
     Querier,
     QueryFrontend,
     Compactor,
+    Ruler,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Distributor, Role::Ingester, Role::Querier, Role::QueryFrontend, Role::Compactor];
+    pub const ALL: [Role; 6] =
+        [Role::Distributor, Role::Ingester, Role::Querier, Role::QueryFrontend, Role::Compactor, Role::Ruler];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -268,6 +272,7 @@ impl Role {
             Role::Querier => "querier",
             Role::QueryFrontend => "query-frontend",
             Role::Compactor => "compactor",
+            Role::Ruler => "ruler",
         }
     }
 }
@@ -310,9 +315,10 @@ impl FromStr for Targets {
                 "querier" => drop(out.insert(Role::Querier)),
                 "query-frontend" => drop(out.insert(Role::QueryFrontend)),
                 "compactor" => drop(out.insert(Role::Compactor)),
+                "ruler" => drop(out.insert(Role::Ruler)),
                 other => {
                     return Err(format!(
-                        "unknown target {other:?}: expected all, distributor, ingester, querier, query-frontend or compactor"
+                        "unknown target {other:?}: expected all, distributor, ingester, querier, query-frontend, compactor or ruler"
                     ));
                 }
             }
@@ -430,7 +436,8 @@ impl Config {
         if self.distributor.max_recv_msg_size.bytes() == 0 {
             return Err("distributor.max_recv_msg_size must be greater than 0".into());
         }
-        let needs_ingesters = self.target.has(Role::Distributor) || self.target.serves_queries();
+        let needs_ingesters =
+            self.target.has(Role::Distributor) || self.target.serves_queries() || self.target.has(Role::Ruler);
         if needs_ingesters && !self.target.has(Role::Ingester) && !self.distributed() {
             return Err(format!(
                 "target {} reaches ingesters in other processes, which needs a shared ring: set ring.store: etcd (the in-memory ring only holds an ingester of this process)",
@@ -444,6 +451,7 @@ impl Config {
         self.frontend_worker.validate()?;
         self.query_range.validate()?;
         self.compactor.validate()?;
+        self.ruler.validate()?;
         self.storage.validate()?;
         self.instance.validate()?;
         self.ring.validate()?;

@@ -37,6 +37,8 @@ pub(crate) struct App {
     pub(crate) frontend: Option<Frontend>,
     /// Retention, delete requests and index compaction (`/loki/api/v1/delete`).
     pub(crate) compactor: Option<Arc<crate::compactor::Compactor>>,
+    /// Rule groups, the rules API and the Prometheus-compatible rules and alerts API.
+    pub(crate) ruler: Option<Arc<crate::ruler::Ruler>>,
     /// Cancelled to stop the process (`/ingester/shutdown` with `terminate=true`).
     pub(crate) shutdown: CancellationToken,
 }

@@ -84,6 +84,8 @@ pub enum ServeError {
     Http(#[from] std::io::Error),
     #[error("grpc server: {0}")]
     Grpc(String),
+    #[error("{0}")]
+    Ruler(#[from] crate::ruler::StartError),
 }
 
 /// Runs the configured roles until `shutdown` fires, then drains HTTP requests and stops the
@@ -136,7 +138,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
     } else {
         (None, None)
     };
-    let querier = cfg.target.serves_queries().then(|| {
+    let build_querier = || {
         let recent: Arc<dyn IngesterData> = match &local {
             Some(ing) => ing.clone(),
             None => Arc::new(RingIngesters::new(rings.ingesters.clone(), pool.clone())),
@@ -150,7 +152,17 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         Querier::new(cfg.querier.clone(), Some(recent), store.clone(), index.clone(), limits.clone())
             .with_read_filter(Arc::new(hide))
             .with_chunk_cache(crate::querier::ChunkCache::from_config(&cfg.chunk_store_config.chunk_cache_config))
-    });
+    };
+    let querier = cfg.target.serves_queries().then(build_querier);
+    // The ruler evaluates through the querier of the process, or one of its own.
+    let ruler = if cfg.target.has(Role::Ruler) {
+        let q = querier.clone().unwrap_or_else(build_querier);
+        let kv = rings.kv.clone();
+        let (s, m, b) = (store.clone(), &metrics, background.clone());
+        Some(crate::ruler::start(&cfg, q, s, kv, http_addr, m, b, shutdown.clone()).await?)
+    } else {
+        None
+    };
     let compactor = cfg.target.has(Role::Compactor).then(|| {
         let kv = rings.kv.store().clone();
         let (s, i, l, d) = (store.clone(), index.clone(), limits.clone(), deletes.clone());
@@ -200,13 +212,22 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         querier,
         frontend: frontend.clone(),
         compactor: compactor.as_ref().map(|(c, _)| c.clone()),
+        ruler: ruler.as_ref().map(|(r, _)| r.clone()),
         shutdown: shutdown.clone(),
     };
     starting.stop().await;
     let addr = http_addr;
     tracing::info!(%addr, target = %cfg.target, "norn serving http");
     let http_shutdown = shutdown.clone();
-    let routes = router(app).merge(rings.pages());
+    let mut routes = router(app).merge(rings.pages());
+    if let Some((r, _)) = &ruler {
+        let page = crate::ring::http::RingPage {
+            client: r.ring().client.clone(),
+            title: "Ruler ring".into(),
+            path: "/ruler/ring".into(),
+        };
+        routes = routes.merge(crate::ring::http::routes(page));
+    }
     let server = axum::serve(http, routes).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
     // Once shutdown starts, stop taking writes right away: in-flight requests drain while new
     // pushes get 503, and distributors see LEAVING and stop sending.
@@ -249,6 +270,9 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         let _ = t.await;
     }
     if let Some((_, t)) = compactor {
+        let _ = t.await;
+    }
+    if let Some((_, t)) = ruler {
         let _ = t.await;
     }
     if let Some(l) = distributor_lifecycler
@@ -436,6 +460,7 @@ fn router(app: App) -> Router {
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .merge(crate::api::routes())
         .merge(crate::compactor::http::routes())
+        .merge(crate::ruler::http::routes())
         .merge(crate::drilldown::routes())
         .merge(lifecycle::routes())
         .layer(DefaultBodyLimit::max(max_body))

@@ -30,6 +30,7 @@ pub const GRPC_PORT: i32 = 9095;
 /// - Limits are Norn's `limits` and `overrides` blocks as given in `spec.limits`, with
 ///   `spec.queryFrontend.splitQueriesByInterval` as `limits.split_queries_by_interval`.
 /// - `spec.queryFrontend.resultsCache` becomes the `query_range` results-cache settings.
+/// - `spec.ruler` becomes the `ruler` section (see [`ruler`]).
 /// - `spec.retention` turns on `compactor.retention_enabled` and sets `limits.retention_period`,
 ///   `limits.retention_stream`, the tenants' `overrides.<id>.retention_period` and
 ///   `compactor.retention_delete_delay` (over the same keys of `spec.limits`).
@@ -100,6 +101,7 @@ pub fn tree(spec: &LogClusterSpec) -> Value {
         }
         root.insert("query_range".into(), Value::Object(range));
     }
+    root.insert("ruler".into(), ruler(&spec.ruler));
     if !limits.is_empty() {
         root.insert("limits".into(), Value::Object(limits));
     }
@@ -107,6 +109,29 @@ pub fn tree(spec: &LogClusterSpec) -> Value {
         root.insert("overrides".into(), Value::Object(overrides));
     }
     Value::Object(root)
+}
+
+/// The `ruler` section: Alertmanager and remote-write URLs, and where rules are kept — the
+/// mounted ConfigMaps when there are any (`local`), the object store otherwise (`object`, where
+/// rules posted through the API are shared by every ruler).
+fn ruler(spec: &crate::crd::RulerSpec) -> Value {
+    let mut ruler = Map::new();
+    if let Some(url) = &spec.alertmanager_url {
+        ruler.insert("alertmanager_url".into(), json!(url));
+    }
+    if let Some(url) = &spec.remote_write_url {
+        ruler.insert("remote_write".into(), json!({ "url": url }));
+    }
+    if let Some(interval) = &spec.evaluation_interval {
+        ruler.insert("evaluation_interval".into(), json!(interval));
+    }
+    let storage = if spec.rules_config_maps.is_empty() {
+        json!({ "type": "object" })
+    } else {
+        json!({ "type": "local", "local": { "directory": super::statefulset::RULES_DIR } })
+    };
+    ruler.insert("storage".into(), storage);
+    Value::Object(ruler)
 }
 
 /// The configuration file for `spec` as YAML.

@@ -34,16 +34,19 @@ pub enum Component {
     QueryFrontend,
     /// Retention, delete requests and index compaction: one pod.
     Compactor,
+    /// Rule groups: alerts and recorded series.
+    Ruler,
 }
 
 impl Component {
     /// Every Norn component, in the order children are applied.
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Distributor,
         Component::Ingester,
         Component::Querier,
         Component::QueryFrontend,
         Component::Compactor,
+        Component::Ruler,
     ];
 
     /// The component's name: its `--target` value and part of its children's names.
@@ -54,6 +57,7 @@ impl Component {
             Component::Querier => "querier",
             Component::QueryFrontend => "query-frontend",
             Component::Compactor => "compactor",
+            Component::Ruler => "ruler",
         }
     }
 }

@@ -22,11 +22,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    Affinity, Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     ObjectFieldSelector, PersistentVolumeClaim, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Toleration,
-    Volume, VolumeMount, WeightedPodAffinityTerm,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, Toleration, Volume, VolumeMount, VolumeProjection, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -58,7 +58,7 @@ struct Placement<'a> {
     tolerations: &'a [Toleration],
 }
 
-/// The StatefulSets of the five components: ingesters first per zone, in the order of
+/// The StatefulSets of the six components: ingesters first per zone, in the order of
 /// [`Component::ALL`].
 pub fn statefulsets(v: &ValidCluster) -> Vec<StatefulSet> {
     let spec = &v.spec;
@@ -86,6 +86,7 @@ pub fn statefulsets(v: &ValidCluster) -> Vec<StatefulSet> {
                 out.push(stateless(v, component, &placement));
             }
             Component::Compactor => out.push(compactor(v)),
+            Component::Ruler => out.push(ruler(v)),
         }
     }
     out
@@ -162,6 +163,52 @@ fn ingester(v: &ValidCluster, zone: Option<&str>, replicas: i32) -> StatefulSet 
         }),
         status: None,
     }
+}
+
+/// Where the ConfigMaps of `spec.ruler.rulesConfigMaps` are mounted: one directory per tenant.
+pub const RULES_DIR: &str = "/etc/norn-rules";
+
+/// The rulers: stateless pods (the rules and alert state are in the object store or in
+/// ConfigMaps; the remote-write queue lives in the emptyDir, so it survives container
+/// restarts), with the rule ConfigMaps of each tenant projected into `RULES_DIR/<tenant>`.
+fn ruler(v: &ValidCluster) -> StatefulSet {
+    let spec = &v.spec.ruler;
+    let placement = Placement {
+        replicas: spec.replicas,
+        resources: spec.resources.as_ref(),
+        node_selector: &spec.node_selector,
+        tolerations: &spec.tolerations,
+    };
+    let mut set = stateless(v, Component::Ruler, &placement);
+    let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for cm in &spec.rules_config_maps {
+        by_tenant.entry(cm.tenant.as_str()).or_default().push(cm.name.as_str());
+    }
+    let Some(pod) = set.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else { return set };
+    for (i, (tenant, maps)) in by_tenant.into_iter().enumerate() {
+        let volume = format!("rules-{i}");
+        let sources = maps
+            .into_iter()
+            .map(|name| VolumeProjection {
+                config_map: Some(ConfigMapProjection { name: name.to_string(), ..Default::default() }),
+                ..Default::default()
+            })
+            .collect();
+        pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: volume.clone(),
+            projected: Some(ProjectedVolumeSource { sources: Some(sources), ..Default::default() }),
+            ..Default::default()
+        });
+        if let Some(c) = pod.containers.first_mut() {
+            c.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+                name: volume,
+                mount_path: format!("{RULES_DIR}/{tenant}"),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+    }
+    set
 }
 
 /// The claim template of a component's data volume.

@@ -184,6 +184,7 @@ fn components(v: &ValidCluster, statefulsets: &[StatefulSet]) -> ComponentsStatu
         querier: count(Component::Querier, spec.querier.replicas),
         query_frontend: count(Component::QueryFrontend, spec.query_frontend.replicas),
         compactor: count(Component::Compactor, 1),
+        ruler: count(Component::Ruler, spec.ruler.replicas),
     }
 }
 

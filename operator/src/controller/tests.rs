@@ -127,13 +127,20 @@ fn apply_and_prune_lines() -> Vec<String> {
     let policy = "/apis/policy/v1/namespaces/observability";
     let mut out = vec![format!("PATCH {core}/configmaps/logs-config")];
     let mut services = vec!["logs-etcd".to_string(), "logs-etcd-headless".to_string()];
-    for c in ["distributor", "ingester", "querier", "query-frontend", "compactor"] {
+    for c in ["distributor", "ingester", "querier", "query-frontend", "compactor", "ruler"] {
         services.push(format!("logs-{c}"));
         services.push(format!("logs-{c}-headless"));
     }
     out.extend(services.iter().map(|s| format!("PATCH {core}/services/{s}")));
-    let sets =
-        ["logs-etcd", "logs-distributor", "logs-ingester", "logs-querier", "logs-query-frontend", "logs-compactor"];
+    let sets = [
+        "logs-etcd",
+        "logs-distributor",
+        "logs-ingester",
+        "logs-querier",
+        "logs-query-frontend",
+        "logs-compactor",
+        "logs-ruler",
+    ];
     for s in sets {
         out.push(format!("PATCH {apps}/statefulsets/{s}"));
     }

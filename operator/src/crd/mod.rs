@@ -100,6 +100,10 @@ pub struct LogClusterSpec {
     /// index objects (one active compactor per cluster; it serves `/loki/api/v1/delete`).
     #[serde(default)]
     pub compactor: CompactorSpec,
+    /// Rulers: evaluate Prometheus-format rule groups of LogQL, send alerts to Alertmanager and
+    /// recorded series to a remote-write endpoint; several share the groups through a ring.
+    #[serde(default)]
+    pub ruler: RulerSpec,
     /// How many ingesters hold each stream; a write succeeds when a quorum (`floor(RF/2)+1`)
     /// acknowledged it.
     #[serde(default = "default_replication_factor")]
@@ -313,6 +317,78 @@ pub struct CompactorSpec {
     #[serde(default)]
     #[x_kube(validation = Rule::new("self == oldSelf").message("compactor.storage cannot change after creation"))]
     pub storage: VolumeSpec,
+}
+
+/// The rulers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RulerSpec {
+    /// Number of rulers; the rule groups are spread over them. 0: no ruler.
+    #[serde(default = "default_ruler_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of the Norn container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Alertmanager base URLs, comma-separated (`http://alertmanager.monitoring:9093`); alerts
+    /// are posted to their v2 API (`ruler.alertmanager_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager_url: Option<String>,
+    /// Prometheus remote-write endpoint of recording rules
+    /// (`http://prometheus.monitoring:9090/api/v1/write`, `ruler.remote_write.url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_write_url: Option<String>,
+    /// Interval of groups that set none (`ruler.evaluation_interval`, 1m when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_interval: Option<String>,
+    /// ConfigMaps of rule files: each key is a namespace file (`checkout.yaml` holding
+    /// `groups: [...]`) of the given tenant. With any listed, the rulers read their rules from
+    /// these ConfigMaps (mounted read-only; the rules API can list but not change them);
+    /// without, rules are managed through the rules API and kept in the object store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules_config_maps: Vec<RulesConfigMap>,
+}
+
+fn default_ruler_replicas() -> i32 {
+    1
+}
+
+impl Default for RulerSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_ruler_replicas(),
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            alertmanager_url: None,
+            remote_write_url: None,
+            evaluation_interval: None,
+            rules_config_maps: Vec::new(),
+        }
+    }
+}
+
+/// A ConfigMap of rule files for one tenant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RulesConfigMap {
+    /// The ConfigMap, in the LogCluster's namespace.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The tenant its rules belong to (`fake` without auth).
+    #[serde(default = "default_rules_tenant")]
+    #[schemars(length(min = 1))]
+    pub tenant: String,
+}
+
+fn default_rules_tenant() -> String {
+    "fake".into()
 }
 
 /// A PersistentVolumeClaim per pod.

@@ -58,6 +58,9 @@ pub struct ComponentsStatus {
     /// The compactor.
     #[serde(default)]
     pub compactor: ComponentStatus,
+    /// Rulers.
+    #[serde(default)]
+    pub ruler: ComponentStatus,
 }
 
 /// Replica counts of one component.

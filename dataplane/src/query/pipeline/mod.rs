@@ -33,7 +33,7 @@ mod labels;
 mod line_filter;
 mod logfmt;
 mod parsers;
-mod template;
+pub(crate) mod template;
 
 #[cfg(test)]
 mod tests;
