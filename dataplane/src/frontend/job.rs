@@ -4,7 +4,7 @@
 use crate::error::{ErrorKind, HasKind};
 use crate::labels::SharedLabels;
 use crate::logql;
-use crate::querier::{IndexStats, Querier, QueryError, SeriesVolume, Shard};
+use crate::querier::{IndexStats, Querier, QueryError, ReadStats, SeriesVolume, Shard};
 use crate::query::metric::LeafRows;
 use crate::query::{QueryParams, Value};
 
@@ -117,8 +117,18 @@ fn matchers(selector: &str) -> Result<Vec<logql::Matcher>, SubError> {
     logql::parse_matchers(selector).map_err(|e| SubError::new(ErrorKind::Invalid, e.to_string()))
 }
 
+/// A sub-query's answer and what the querier read for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answered {
+    pub response: SubResponse,
+    pub stats: ReadStats,
+}
+
+/// What becomes of a sub-query.
+pub type Outcome = Result<Answered, SubError>;
+
 /// Runs a job on `querier`: what a querier worker does with each job it takes.
-pub async fn execute(querier: &Querier, job: &Job) -> Result<SubResponse, SubError> {
+pub async fn execute(querier: &Querier, job: &Job) -> Outcome {
     let tenants = &job.tenants;
     if tenants.is_empty() {
         return Err(SubError::new(ErrorKind::Invalid, "a sub-query without a tenant"));
@@ -126,10 +136,17 @@ pub async fn execute(querier: &Querier, job: &Job) -> Result<SubResponse, SubErr
     for t in tenants {
         crate::validation::validate_tenant_id(t).map_err(|e| SubError::new(ErrorKind::Invalid, e))?;
     }
-    Ok(match &job.request {
-        SubRequest::Query { query, params } => SubResponse::Value(querier.query(tenants, query, params).await?.value),
+    let mut stats = ReadStats::default();
+    let response = match &job.request {
+        SubRequest::Query { query, params } => {
+            let out = querier.query(tenants, query, params).await?;
+            stats = out.stats.snapshot();
+            SubResponse::Value(out.value)
+        }
         SubRequest::Leaf { query, params, leaf, shard } => {
-            SubResponse::Rows(querier.query_leaf(tenants, query, params, *leaf as usize, Some(*shard)).await?)
+            let (rows, read) = querier.query_leaf(tenants, query, params, *leaf as usize, Some(*shard)).await?;
+            stats = read.snapshot();
+            SubResponse::Rows(rows)
         }
         SubRequest::Labels { name, selector, from, through } => {
             SubResponse::Strings(querier.labels(tenants, name.as_deref(), &matchers(selector)?, *from, *through).await?)
@@ -144,5 +161,6 @@ pub async fn execute(querier: &Querier, job: &Job) -> Result<SubResponse, SubErr
         SubRequest::Volumes { selector, from, through } => {
             SubResponse::Volumes(querier.volumes(tenants, &matchers(selector)?, *from, *through).await?)
         }
-    })
+    };
+    Ok(Answered { response, stats })
 }

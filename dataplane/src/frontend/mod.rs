@@ -328,7 +328,10 @@ impl Frontend {
             },
         )?;
         match tokio::time::timeout_at(ctx.deadline, rx).await {
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(outcome)) => outcome.map(|a| {
+                ctx.stats.add(&a.stats);
+                a.response
+            }),
             Ok(Err(_)) => Err(SubError::new(ErrorKind::Unavailable, "the sub-query was dropped by the query frontend")),
             Err(_) => {
                 let queriers = self.inner.queue.queriers();

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 
-use super::job::{Job, SubError, SubRequest, SubResponse};
+use super::job::{Answered, Job, Outcome, SubError, SubRequest, SubResponse};
 use crate::entry::Direction;
 use crate::error::ErrorKind;
 use crate::labels::{Label, Labels, SharedLabels};
-use crate::querier::{IndexStats, SeriesVolume, Shard};
+use crate::querier::{IndexStats, ReadStats, SeriesVolume, Shard};
 use crate::query::metric::LeafRows;
 use crate::query::value::{LogEntry, Point, Sample, Series, StreamResult};
 use crate::query::{QueryParams, Value};
@@ -47,6 +47,64 @@ pub struct QuerierToFrontend {
     pub error_code: i32,
     #[prost(string, tag = "5")]
     pub error: String,
+    /// What the querier read for the answer.
+    #[prost(message, optional, tag = "6")]
+    pub stats: Option<ReadStatsMsg>,
+}
+
+/// [`ReadStats`] on the wire.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadStatsMsg {
+    #[prost(uint64, tag = "1")]
+    pub chunks_ref: u64,
+    #[prost(uint64, tag = "2")]
+    pub chunks_downloaded: u64,
+    #[prost(uint64, tag = "3")]
+    pub bytes_downloaded: u64,
+    #[prost(uint64, tag = "4")]
+    pub download_nanos: u64,
+    #[prost(uint64, tag = "5")]
+    pub blocks: u64,
+    #[prost(uint64, tag = "6")]
+    pub lines: u64,
+    #[prost(uint64, tag = "7")]
+    pub bytes: u64,
+    #[prost(uint64, tag = "8")]
+    pub ingester_streams: u64,
+    #[prost(uint64, tag = "9")]
+    pub ingester_blocks: u64,
+}
+
+impl From<&ReadStats> for ReadStatsMsg {
+    fn from(r: &ReadStats) -> Self {
+        Self {
+            chunks_ref: r.chunks_ref,
+            chunks_downloaded: r.chunks_downloaded,
+            bytes_downloaded: r.bytes_downloaded,
+            download_nanos: r.download_nanos,
+            blocks: r.blocks,
+            lines: r.lines,
+            bytes: r.bytes,
+            ingester_streams: r.ingester_streams,
+            ingester_blocks: r.ingester_blocks,
+        }
+    }
+}
+
+impl From<ReadStatsMsg> for ReadStats {
+    fn from(m: ReadStatsMsg) -> Self {
+        Self {
+            chunks_ref: m.chunks_ref,
+            chunks_downloaded: m.chunks_downloaded,
+            bytes_downloaded: m.bytes_downloaded,
+            download_nanos: m.download_nanos,
+            blocks: m.blocks,
+            lines: m.lines,
+            bytes: m.bytes,
+            ingester_streams: m.ingester_streams,
+            ingester_blocks: m.ingester_blocks,
+        }
+    }
 }
 
 /// Kinds of [`JobMsg`].
@@ -507,9 +565,14 @@ impl TryFrom<ResultMsg> for SubResponse {
 }
 
 /// The answer message of a job's outcome.
-pub fn answer(id: u64, outcome: &Result<SubResponse, SubError>) -> QuerierToFrontend {
+pub fn answer(id: u64, outcome: &Outcome) -> QuerierToFrontend {
     match outcome {
-        Ok(r) => QuerierToFrontend { id, result: Some(r.into()), ..Default::default() },
+        Ok(a) => QuerierToFrontend {
+            id,
+            result: Some((&a.response).into()),
+            stats: Some((&a.stats).into()),
+            ..Default::default()
+        },
         Err(e) => QuerierToFrontend {
             id,
             error_code: e.kind.grpc_code() as i32,
@@ -520,12 +583,14 @@ pub fn answer(id: u64, outcome: &Result<SubResponse, SubError>) -> QuerierToFron
 }
 
 /// The outcome an answer message carries.
-pub fn outcome(msg: QuerierToFrontend) -> Result<SubResponse, SubError> {
+pub fn outcome(msg: QuerierToFrontend) -> Outcome {
     if msg.error_code != 0 {
         return Err(SubError::new(ErrorKind::from_grpc_code(tonic::Code::from(msg.error_code)), msg.error));
     }
     let result = msg.result.ok_or_else(|| SubError::new(ErrorKind::Internal, "a querier answered without a result"))?;
-    SubResponse::try_from(result).map_err(|e| SubError::new(ErrorKind::Internal, format!("a querier's answer: {e}")))
+    let response = SubResponse::try_from(result)
+        .map_err(|e| SubError::new(ErrorKind::Internal, format!("a querier's answer: {e}")))?;
+    Ok(Answered { response, stats: msg.stats.map(ReadStats::from).unwrap_or_default() })
 }
 
 /// A response encoded for the results cache.
@@ -615,6 +680,16 @@ mod tests {
             let back = Job::try_from(JobMsg::decode(msg.encode_to_vec().as_slice()).unwrap()).unwrap();
             assert_eq!(back, job);
         }
+    }
+
+    #[test]
+    fn an_answer_carries_what_the_querier_read() {
+        let stats =
+            ReadStats { chunks_ref: 3, chunks_downloaded: 2, bytes_downloaded: 900, lines: 40, ..Default::default() };
+        let answered = Answered { response: SubResponse::Strings(vec!["a".into()]), stats };
+        let msg = QuerierToFrontend::decode(answer(7, &Ok(answered.clone())).encode_to_vec().as_slice()).unwrap();
+        assert_eq!(msg.id, 7);
+        assert_eq!(outcome(msg), Ok(answered));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::job::{Job, SubError, SubResponse};
+use super::job::{Job, Outcome, SubError};
 
 /// Loki's answer when a tenant's queue is full.
 pub const TOO_MANY_OUTSTANDING: &str = "too many outstanding requests";
@@ -30,7 +30,7 @@ pub const TOO_MANY_OUTSTANDING: &str = "too many outstanding requests";
 pub struct Pending {
     pub job: Job,
     /// Where the answer goes; the request is gone when the receiver is dropped.
-    pub reply: oneshot::Sender<Result<SubResponse, SubError>>,
+    pub reply: oneshot::Sender<Outcome>,
     /// Cancelled when the request no longer wants the answer.
     pub cancel: CancellationToken,
     /// Times the job was handed to a querier that then failed to answer.
@@ -290,7 +290,7 @@ mod tests {
     use super::*;
     use crate::frontend::job::SubRequest;
 
-    fn job(tenant: &str, n: i64) -> (Pending, oneshot::Receiver<Result<SubResponse, SubError>>) {
+    fn job(tenant: &str, n: i64) -> (Pending, oneshot::Receiver<Outcome>) {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             tenants: vec![tenant.to_string()],

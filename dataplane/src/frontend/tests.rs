@@ -151,6 +151,14 @@ async fn split_and_sharded_answers_equal_the_queriers() {
         }
     }
     assert!(f.frontend.split_count() > 0);
+    // What the queriers read is reported with the answer: the sub-queries' reads add up to at
+    // least the unsplit query's (splits of a range aggregation re-read their range's start).
+    let params = range(start, end, 60 * S);
+    let q = "sum by (pod) (count_over_time({app=\"a\"}[5m]))";
+    let alone = f.querier.query(&tenants("t"), q, &params).await.unwrap().stats.snapshot();
+    let through = f.frontend.query(&tenants("t"), q, &params).await.unwrap().stats.snapshot();
+    assert!(alone.lines > 0 && alone.ingester_streams == 7, "{alone:?}");
+    assert!(through.lines >= alone.lines && through.ingester_streams >= 7, "{through:?} vs {alone:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,8 +24,8 @@ use crate::query::{Engine, EvalError, EvalLimits, MemoryBudget, QueryParams, Val
 use crate::storage::{Index, ObjectStore};
 pub use chunks::{ChunkCache, ChunkStoreConfig};
 pub use ingesters::{IngesterData, RingIngesters};
-pub use source::Shard;
 use source::{QuerierSource, SourceStats, TENANT_LABEL};
+pub use source::{ReadStats, Shard};
 
 /// `querier:` settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -209,7 +209,7 @@ impl Querier {
         params: &QueryParams,
         leaf: usize,
         shard: Option<Shard>,
-    ) -> Result<LeafRows, QueryError> {
+    ) -> Result<(LeafRows, Arc<SourceStats>), QueryError> {
         if let Some(s) = shard {
             s.validate().map_err(QueryError::Invalid)?;
         }
@@ -219,9 +219,9 @@ impl Querier {
         let plan = MetricPlan::new(&expr, params)?;
         let plan = &plan;
         let weigh = |rows: &LeafRows| rows.cells() * 16;
-        let (rows, ..) =
+        let (rows, stats, ..) =
             self.evaluate(tenants, shard, weigh, |source| async move { plan.eval_shard(source, leaf).await }).await?;
-        Ok(rows)
+        Ok((rows, stats))
     }
 
     /// Runs an evaluation over a source of `tenants` once a query slot is free, within the

@@ -48,6 +48,53 @@ pub struct SourceStats {
     pub shards: AtomicU64,
 }
 
+/// The read counters of [`SourceStats`] as plain numbers: what a querier reports to the query
+/// frontend with each sub-query's answer, summed into the request's statistics there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub chunks_ref: u64,
+    pub chunks_downloaded: u64,
+    pub bytes_downloaded: u64,
+    pub download_nanos: u64,
+    pub blocks: u64,
+    pub lines: u64,
+    pub bytes: u64,
+    pub ingester_streams: u64,
+    pub ingester_blocks: u64,
+}
+
+impl SourceStats {
+    /// The read counters now.
+    pub fn snapshot(&self) -> ReadStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ReadStats {
+            chunks_ref: get(&self.chunks_ref),
+            chunks_downloaded: get(&self.chunks_downloaded),
+            bytes_downloaded: get(&self.bytes_downloaded),
+            download_nanos: get(&self.download_nanos),
+            blocks: get(&self.blocks),
+            lines: get(&self.lines),
+            bytes: get(&self.bytes),
+            ingester_streams: get(&self.ingester_streams),
+            ingester_blocks: get(&self.ingester_blocks),
+        }
+    }
+
+    /// Adds what a sub-query read.
+    pub fn add(&self, r: &ReadStats) {
+        let add = |a: &AtomicU64, n: u64| a.fetch_add(n, Ordering::Relaxed);
+        add(&self.chunks_ref, r.chunks_ref);
+        add(&self.chunks_downloaded, r.chunks_downloaded);
+        add(&self.bytes_downloaded, r.bytes_downloaded);
+        add(&self.download_nanos, r.download_nanos);
+        add(&self.blocks, r.blocks);
+        add(&self.lines, r.lines);
+        add(&self.bytes, r.bytes);
+        add(&self.ingester_streams, r.ingester_streams);
+        add(&self.ingester_blocks, r.ingester_blocks);
+    }
+}
+
 /// One of `of` disjoint parts of a tenant's streams, by stream fingerprint: the query frontend
 /// runs a shardable query once per shard, on different queriers, and joins the results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
