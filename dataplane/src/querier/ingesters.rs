@@ -259,6 +259,12 @@ struct WireStream {
     blocks: Vec<BlockMsg>,
 }
 
+/// A request about the tenant's streams matching `matchers` in `[from, through)` (`Series`,
+/// `Patterns`).
+fn series_request(tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> SeriesRequest {
+    SeriesRequest { tenant: tenant.to_string(), matchers: matchers.iter().map(matcher_to_msg).collect(), from, through }
+}
+
 fn parse_labels(text: &str) -> Result<SharedLabels, EvalError> {
     Labels::parse(text)
         .map(|l| Arc::new(l.sorted()))
@@ -326,12 +332,7 @@ impl IngesterData for RingIngesters {
         from: i64,
         through: i64,
     ) -> Result<Vec<SharedLabels>, EvalError> {
-        let req = SeriesRequest {
-            tenant: tenant.to_string(),
-            matchers: matchers.iter().map(matcher_to_msg).collect(),
-            from,
-            through,
-        };
+        let req = series_request(tenant, matchers, from, through);
         let answers = self.fan_out("reading ingester series", |c| {
             let req = req.clone();
             async move { c.series(req).await }
@@ -379,12 +380,7 @@ impl IngesterData for RingIngesters {
         from: i64,
         through: i64,
     ) -> Result<Vec<StreamPattern>, EvalError> {
-        let req = SeriesRequest {
-            tenant: tenant.to_string(),
-            matchers: matchers.iter().map(matcher_to_msg).collect(),
-            from,
-            through,
-        };
+        let req = series_request(tenant, matchers, from, through);
         let answers = self.fan_out("reading ingester patterns", |c| {
             let req = req.clone();
             async move { c.patterns(req).await }

@@ -9,9 +9,8 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
-    Service, ServiceSpec, VolumeMount,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PodSpec,
+    PodTemplateSpec, Probe, Service, ServiceSpec, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -154,12 +153,7 @@ fn statefulset(v: &ValidCluster, m: &ManagedEtcdSpec) -> StatefulSet {
             ..Default::default()
         }),
         resources: m.resources.clone(),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            ..Default::default()
-        }),
+        security_context: Some(super::restricted_container()),
         volume_mounts: Some(vec![VolumeMount {
             name: "data".into(),
             mount_path: DATA_DIR.into(),
@@ -194,17 +188,7 @@ fn statefulset(v: &ValidCluster, m: &ManagedEtcdSpec) -> StatefulSet {
                     containers: vec![container],
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(ETCD_UID),
-                        run_as_group: Some(ETCD_UID),
-                        fs_group: Some(ETCD_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
+                    security_context: Some(super::restricted_pod(ETCD_UID, true)),
                     ..Default::default()
                 }),
             },

@@ -9,8 +9,7 @@
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, Service, ServiceSpec, TCPSocketAction,
+    Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Service, ServiceSpec, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -102,12 +101,7 @@ fn statefulset(v: &ValidCluster, m: &ManagedMemcachedSpec) -> StatefulSet {
             ..Default::default()
         }),
         resources: m.resources.clone(),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            ..Default::default()
-        }),
+        security_context: Some(super::restricted_container()),
         ..Default::default()
     };
     let labels = names.component_labels(MEMCACHED_COMPONENT, None);
@@ -131,16 +125,7 @@ fn statefulset(v: &ValidCluster, m: &ManagedMemcachedSpec) -> StatefulSet {
                     containers: vec![container],
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(MEMCACHED_UID),
-                        run_as_group: Some(MEMCACHED_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
+                    security_context: Some(super::restricted_pod(MEMCACHED_UID, false)),
                     ..Default::default()
                 }),
             },

@@ -22,11 +22,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectFieldSelector, PersistentVolumeClaim, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, Toleration, Volume, VolumeMount, VolumeProjection, WeightedPodAffinityTerm,
+    Affinity, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectFieldSelector, PersistentVolumeClaim, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SecretKeySelector, Toleration, Volume, VolumeMount, VolumeProjection,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -315,12 +315,7 @@ fn pod_spec(v: &ValidCluster, component: Component, zone: Option<&str>, placemen
             ..Default::default()
         }),
         resources: placement.resources.cloned(),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            ..Default::default()
-        }),
+        security_context: Some(super::restricted_container()),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: CONFIG_VOLUME.into(),
@@ -336,14 +331,7 @@ fn pod_spec(v: &ValidCluster, component: Component, zone: Option<&str>, placemen
         containers: vec![container],
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(NORN_UID),
-            run_as_group: Some(NORN_UID),
-            fs_group: Some(NORN_UID),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
-            ..Default::default()
-        }),
+        security_context: Some(super::restricted_pod(NORN_UID, true)),
         node_selector: (!placement.node_selector.is_empty()).then(|| placement.node_selector.clone()),
         tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.to_vec()),
         affinity: Some(affinity(v, component, zone)),
