@@ -177,6 +177,16 @@ impl Metrics {
         self.registry.lock().register_collector(Box::new(Sampled { name, help, kind, read: Arc::new(read) }));
     }
 
+    /// Registers counters and gauges kept as `AtomicU64` fields of `owner`, read at scrape time.
+    pub fn register_fields<T: Send + Sync + 'static>(&self, owner: &Arc<T>, series: &[Field<T>]) {
+        for &(name, help, kind, field) in series {
+            let owner = owner.clone();
+            self.register_sampled(name, help, kind, move || {
+                field(&owner).load(std::sync::atomic::Ordering::Relaxed) as f64
+            });
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -187,6 +197,9 @@ impl Metrics {
         out
     }
 }
+
+/// A value of [`Metrics::register_fields`]: name, help, kind and the field of its owner.
+pub type Field<T> = (&'static str, &'static str, SampleKind, fn(&T) -> &std::sync::atomic::AtomicU64);
 
 /// Whether a sampled value is a counter (monotonic, `_total`) or a gauge.
 #[derive(Clone, Copy, Debug)]

@@ -305,50 +305,41 @@ impl Ruler {
         );
         metrics.register("ruler_owned_groups", "Rule groups this ruler evaluates", m.owned_groups.clone());
         if let Some(n) = &self.shared.notifier {
-            type F = fn(&notifier::NotifierStats) -> &std::sync::atomic::AtomicU64;
-            let series: [(&'static str, &'static str, F); 3] = [
-                ("ruler_notifications_sent", "Alerts sent to Alertmanager", |s| &s.sent),
-                ("ruler_notification_errors", "Failed requests to Alertmanager", |s| &s.errors),
-                ("ruler_notifications_dropped", "Alerts dropped from a full notification queue", |s| &s.dropped),
-            ];
-            for (name, help, f) in series {
-                let n = n.clone();
-                metrics.register_sampled(name, help, SampleKind::Counter, move || {
-                    f(&n.stats).load(std::sync::atomic::Ordering::Relaxed) as f64
-                });
-            }
+            let c = SampleKind::Counter;
+            metrics.register_fields::<Notifier>(
+                n,
+                &[
+                    ("ruler_notifications_sent", "Alerts sent to Alertmanager", c, |n| &n.stats.sent),
+                    ("ruler_notification_errors", "Failed requests to Alertmanager", c, |n| &n.stats.errors),
+                    ("ruler_notifications_dropped", "Alerts dropped from a full notification queue", c, |n| {
+                        &n.stats.dropped
+                    }),
+                ],
+            );
         }
         if let Some(q) = &self.shared.queue {
-            type F = fn(&remote_write::QueueStats) -> &std::sync::atomic::AtomicU64;
-            let series: [(&'static str, &'static str, SampleKind, F); 5] = [
-                ("ruler_remote_write_samples_queued", "Recorded samples queued", SampleKind::Counter, |s| {
-                    &s.samples_queued
-                }),
-                ("ruler_remote_write_samples_sent", "Recorded samples the endpoint took", SampleKind::Counter, |s| {
-                    &s.samples_sent
-                }),
-                (
-                    "ruler_remote_write_samples_dropped",
-                    "Recorded samples dropped (queue full, or refused by the endpoint)",
-                    SampleKind::Counter,
-                    |s| &s.samples_dropped,
-                ),
-                (
-                    "ruler_remote_write_failures",
-                    "Remote-write requests that failed and were retried",
-                    SampleKind::Counter,
-                    |s| &s.send_failures,
-                ),
-                ("ruler_remote_write_queue_bytes", "Bytes in the remote-write queue", SampleKind::Gauge, |s| {
-                    &s.bytes_queued
-                }),
-            ];
-            for (name, help, kind, f) in series {
-                let q = q.clone();
-                metrics.register_sampled(name, help, kind, move || {
-                    f(&q.stats).load(std::sync::atomic::Ordering::Relaxed) as f64
-                });
-            }
+            let c = SampleKind::Counter;
+            metrics.register_fields::<RemoteWriteQueue>(
+                q,
+                &[
+                    ("ruler_remote_write_samples_queued", "Recorded samples queued", c, |q| &q.stats.samples_queued),
+                    ("ruler_remote_write_samples_sent", "Recorded samples the endpoint took", c, |q| {
+                        &q.stats.samples_sent
+                    }),
+                    (
+                        "ruler_remote_write_samples_dropped",
+                        "Recorded samples dropped (queue full, or refused by the endpoint)",
+                        c,
+                        |q| &q.stats.samples_dropped,
+                    ),
+                    ("ruler_remote_write_failures", "Remote-write requests that failed and were retried", c, |q| {
+                        &q.stats.send_failures
+                    }),
+                    ("ruler_remote_write_queue_bytes", "Bytes in the remote-write queue", SampleKind::Gauge, |q| {
+                        &q.stats.bytes_queued
+                    }),
+                ],
+            );
         }
     }
 }

@@ -71,10 +71,11 @@ pub fn statefulsets(v: &ValidCluster) -> Vec<StatefulSet> {
                     out.push(ingester(v, zone.as_deref(), replicas));
                 }
             }
-            Component::Distributor | Component::Querier | Component::QueryFrontend => {
+            Component::Distributor | Component::Querier | Component::QueryFrontend | Component::Ruler => {
                 let c = match component {
                     Component::Distributor => &spec.distributor,
                     Component::Querier => &spec.querier,
+                    Component::Ruler => &spec.ruler.component,
                     _ => &spec.query_frontend.component,
                 };
                 let placement = Placement {
@@ -83,10 +84,13 @@ pub fn statefulsets(v: &ValidCluster) -> Vec<StatefulSet> {
                     node_selector: &c.node_selector,
                     tolerations: &c.tolerations,
                 };
-                out.push(stateless(v, component, &placement));
+                let mut set = stateless(v, component, &placement);
+                if component == Component::Ruler {
+                    mount_rules(v, &mut set);
+                }
+                out.push(set);
             }
             Component::Compactor => out.push(compactor(v)),
-            Component::Ruler => out.push(ruler(v)),
         }
     }
     out
@@ -168,23 +172,17 @@ fn ingester(v: &ValidCluster, zone: Option<&str>, replicas: i32) -> StatefulSet 
 /// Where the ConfigMaps of `spec.ruler.rulesConfigMaps` are mounted: one directory per tenant.
 pub const RULES_DIR: &str = "/etc/norn-rules";
 
-/// The rulers: stateless pods (the rules and alert state are in the object store or in
+/// Projects the rule ConfigMaps of each tenant into `RULES_DIR/<tenant>` of the rulers, which
+/// are otherwise stateless pods (rules and alert state are in the object store or in
 /// ConfigMaps; the remote-write queue lives in the emptyDir, so it survives container
-/// restarts), with the rule ConfigMaps of each tenant projected into `RULES_DIR/<tenant>`.
-fn ruler(v: &ValidCluster) -> StatefulSet {
+/// restarts).
+fn mount_rules(v: &ValidCluster, set: &mut StatefulSet) {
     let spec = &v.spec.ruler;
-    let placement = Placement {
-        replicas: spec.replicas,
-        resources: spec.resources.as_ref(),
-        node_selector: &spec.node_selector,
-        tolerations: &spec.tolerations,
-    };
-    let mut set = stateless(v, Component::Ruler, &placement);
     let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for cm in &spec.rules_config_maps {
         by_tenant.entry(cm.tenant.as_str()).or_default().push(cm.name.as_str());
     }
-    let Some(pod) = set.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else { return set };
+    let Some(pod) = set.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else { return };
     for (i, (tenant, maps)) in by_tenant.into_iter().enumerate() {
         let volume = format!("rules-{i}");
         let sources = maps
@@ -208,7 +206,6 @@ fn ruler(v: &ValidCluster) -> StatefulSet {
             });
         }
     }
-    set
 }
 
 /// The claim template of a component's data volume.

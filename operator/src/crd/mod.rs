@@ -319,23 +319,14 @@ pub struct CompactorSpec {
     pub storage: VolumeSpec,
 }
 
-/// The rulers.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// The rulers: their pods, where alerts and recorded series go, where rules come from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RulerSpec {
-    /// Number of rulers; the rule groups are spread over them. 0: no ruler.
-    #[serde(default = "default_ruler_replicas")]
-    #[schemars(range(min = 0))]
-    pub replicas: i32,
-    /// CPU and memory requests and limits of the Norn container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Node labels the pods must match.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
-    /// Taints the pods tolerate.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tolerations: Vec<Toleration>,
+    /// Pods (`replicas`: the rule groups are spread over them; 0: no ruler), resources and
+    /// placement.
+    #[serde(flatten)]
+    pub component: ComponentSpec,
     /// Alertmanager base URLs, comma-separated (`http://alertmanager.monitoring:9093`); alerts
     /// are posted to their v2 API (`ruler.alertmanager_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,22 +346,11 @@ pub struct RulerSpec {
     pub rules_config_maps: Vec<RulesConfigMap>,
 }
 
-fn default_ruler_replicas() -> i32 {
-    1
-}
+impl std::ops::Deref for RulerSpec {
+    type Target = ComponentSpec;
 
-impl Default for RulerSpec {
-    fn default() -> Self {
-        Self {
-            replicas: default_ruler_replicas(),
-            resources: None,
-            node_selector: BTreeMap::new(),
-            tolerations: Vec::new(),
-            alertmanager_url: None,
-            remote_write_url: None,
-            evaluation_interval: None,
-            rules_config_maps: Vec::new(),
-        }
+    fn deref(&self) -> &ComponentSpec {
+        &self.component
     }
 }
 
