@@ -67,29 +67,40 @@ impl ChunkCache {
             return Ok((chunk, false));
         }
         let slot = self.inflight.lock().entry(key.to_string()).or_default().clone();
+        // The first reader done with the slot retires it, also when its query is cancelled
+        // mid-fetch: later readers find the chunk in the LRU, or fetch again.
+        let _retire = Retire { cache: self, key, slot: &slot };
         let mut fetched = false;
-        let result = slot
+        let chunk = slot
             .get_or_try_init(|| async {
                 fetched = true;
                 let chunk = Arc::new(fetch().await?);
                 self.lru.insert(key, chunk.clone(), chunk.compressed_size() as u64);
                 Ok::<_, EvalError>(chunk)
             })
-            .await
-            .cloned();
-        // The first reader done with the slot retires it: later readers find the chunk in
-        // the LRU, or, after a failure, fetch again.
-        let mut inflight = self.inflight.lock();
-        if inflight.get(key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
-            inflight.remove(key);
-        }
-        drop(inflight);
-        result.map(|c| (c, fetched))
+            .await?;
+        Ok((chunk.clone(), fetched))
     }
 
     /// Hits, misses and occupancy.
     pub fn stats(&self) -> LruStats {
         self.lru.stats()
+    }
+}
+
+/// Removes a fetch's slot from the in-flight map when the reader that made it is done with it.
+struct Retire<'a> {
+    cache: &'a ChunkCache,
+    key: &'a str,
+    slot: &'a Slot,
+}
+
+impl Drop for Retire<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self.cache.inflight.lock();
+        if inflight.get(self.key).is_some_and(|s| Arc::ptr_eq(s, self.slot)) {
+            inflight.remove(self.key);
+        }
     }
 }
 
@@ -143,6 +154,16 @@ mod tests {
         assert!(matches!(err, Err(EvalError::Storage(m)) if m == "store down"));
         let (_, fetched) = cache.get_or_fetch("k", || async { Ok(chunk()) }).await.unwrap();
         assert!(fetched, "the second reader fetches again");
+    }
+
+    #[tokio::test]
+    async fn a_fetch_cancelled_midway_leaves_nothing_behind() {
+        let cache = ChunkCache::new(1 << 20, Duration::from_secs(60));
+        let stuck = cache.get_or_fetch("k", futures::future::pending);
+        assert!(tokio::time::timeout(Duration::from_millis(10), stuck).await.is_err());
+        assert!(cache.inflight.lock().is_empty());
+        let (_, fetched) = cache.get_or_fetch("k", || async { Ok(chunk()) }).await.unwrap();
+        assert!(fetched);
     }
 
     #[test]
