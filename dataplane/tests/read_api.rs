@@ -61,7 +61,7 @@ async fn labels_series_and_stats_from_memory_and_from_the_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_separate_and_can_be_read_together() {
-    let s = TestServer::start(&["--auth.enabled"]).await;
+    let s = TestServer::start(&["--auth.enabled", "--querier.multi-tenant-queries-enabled"]).await;
     let t = now_ns() - 60_000_000_000;
     s.push(Some("team-a"), &[(r#"{app="a"}"#, vec![(t, "x".into())])]).await;
     s.push(Some("team-b"), &[(r#"{app="b"}"#, vec![(t, "y".into())])]).await;

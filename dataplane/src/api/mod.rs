@@ -61,12 +61,25 @@ pub(crate) fn read_tenants(app: &App, headers: &HeaderMap) -> Result<Vec<String>
     if raw.is_empty() {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "no org id".into()));
     }
+    let q = &app.cfg.querier;
+    if raw.contains('|') && !q.multi_tenant_queries_enabled {
+        let msg = "multiple org IDs present (reads of several tenants need querier.multi_tenant_queries_enabled)";
+        return Err(ApiError(StatusCode::BAD_REQUEST, msg.into()));
+    }
     let mut out: Vec<String> = Vec::new();
     for t in raw.split('|').map(str::trim) {
         crate::validation::validate_tenant_id(t).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
         if !out.iter().any(|o| o == t) {
             out.push(t.to_string());
         }
+    }
+    if out.len() > q.max_query_tenants {
+        let msg = format!(
+            "too many tenants in one read: {} > querier.max_query_tenants ({})",
+            out.len(),
+            q.max_query_tenants
+        );
+        return Err(ApiError(StatusCode::BAD_REQUEST, msg));
     }
     Ok(out)
 }

@@ -18,6 +18,12 @@ use super::units::{fmt_go_float_6, parse_go_float};
 /// Loki rejects queries of this many bytes or more.
 pub const MAX_QUERY_BYTES: usize = 5120;
 
+/// Deepest nesting a query may have: parentheses, aggregations and binary operations (and
+/// label filters inside a pipeline) each count a level. Loki has no such limit (Go stacks
+/// grow); here it keeps the parser, the printer and the evaluator, which recurse over the
+/// tree, inside a thread's stack. Dashboards nest a few levels; 5120 bytes could nest 2500.
+pub const MAX_DEPTH: usize = 128;
+
 /// A parsed operand: a log query is only valid where the grammar allows it, and a binary
 /// operation with a log leg is reported after parsing.
 pub(crate) enum Node {
@@ -31,11 +37,13 @@ pub(crate) struct Parser<'a> {
     pos: usize,
     /// The first error found while validating, reported if parsing otherwise succeeds.
     deferred: Option<ParseError>,
+    /// Levels of nesting open at the current token ([`MAX_DEPTH`]).
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
     pub(crate) fn new(src: &'a str) -> Parser<'a> {
-        Parser { src, toks: tokenize(src), pos: 0, deferred: None }
+        Parser { src, toks: tokenize(src), pos: 0, deferred: None, depth: 0 }
     }
 
     /// Parses a whole query.
@@ -149,10 +157,31 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Opens a level of nesting; an error past [`MAX_DEPTH`]. A failed parse is abandoned, so
+    /// only successful paths close their levels ([`Parser::leave`]).
+    pub(crate) fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let msg = format!(
+                "query nests too deeply: more than {MAX_DEPTH} levels of parentheses, aggregations, binary operations or label filters"
+            );
+            return Err(ParseError::invalid(msg, self.tok().start));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn leave(&mut self, levels: usize) {
+        self.depth -= levels;
+    }
+
     // ---- expressions ---------------------------------------------------------------------
 
     /// Precedence climbing over binary operators; `min_prec` is the lowest precedence accepted.
+    /// Every operator of a chain deepens the (left-leaning) tree by a level, like a nested
+    /// operand does.
     pub(crate) fn expr(&mut self, min_prec: u8) -> Result<Node, ParseError> {
+        self.enter()?;
+        let mut levels = 1;
         let mut lhs = self.unary()?;
         while let Some(op) = binop_kind(self.kind()) {
             let prec = op.precedence();
@@ -161,10 +190,13 @@ impl<'a> Parser<'a> {
             }
             let offset = self.tok().start;
             self.bump();
+            self.enter()?;
+            levels += 1;
             let modifier = self.bin_modifier()?;
             let rhs = self.expr(if op.right_assoc() { prec } else { prec + 1 })?;
             lhs = self.binop(op, modifier, lhs, rhs, offset);
         }
+        self.leave(levels);
         Ok(lhs)
     }
 

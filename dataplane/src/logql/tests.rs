@@ -745,3 +745,21 @@ fn pretty_keeps_parentheses_of_split_operands() {
     let p = pretty(&e);
     assert_eq!(parse_expr(&p), Ok(e), "{p}");
 }
+
+#[test]
+fn nesting_past_max_depth_is_a_parse_error_not_a_stack_overflow() {
+    use super::parser::MAX_DEPTH;
+    let nested = |n: usize| format!("{}count_over_time({{a=\"b\"}}[1m]){}", "sum(".repeat(n), ")".repeat(n));
+    // Each `sum(` is two levels: the aggregation's argument and the expression inside it.
+    assert!(parse_expr(&nested(MAX_DEPTH / 2 - 1)).is_ok());
+    for q in [
+        nested(MAX_DEPTH),
+        format!("{}1{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH)),
+        format!("1{}", "+1".repeat(MAX_DEPTH)),
+        format!("{{a=\"b\"}} | x=\"1\"{}", " or x=\"1\"".repeat(MAX_DEPTH)),
+        format!("{{a=\"b\"}} | x=\"1\"{}", ", x=\"1\"".repeat(MAX_DEPTH)),
+    ] {
+        let err = parse_expr(&q).unwrap_err().to_string();
+        assert!(err.contains("query nests too deeply"), "{q}: {err}");
+    }
+}

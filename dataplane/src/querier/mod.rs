@@ -41,11 +41,22 @@ pub struct QuerierConfig {
     /// (0 = no limit). A query that would pass it fails with a 400 naming this key; the
     /// queries beside it are not affected.
     pub max_query_memory: ByteSize,
+    /// Whether a read may name several tenants, `X-Scope-OrgID: a|b` (Loki's key; off by
+    /// default as in Loki: `a|b` is then refused with 400).
+    pub multi_tenant_queries_enabled: bool,
+    /// Most tenants one multi-tenant read may name.
+    pub max_query_tenants: usize,
 }
 
 impl Default for QuerierConfig {
     fn default() -> Self {
-        Self { max_concurrent: 4, max_fetched_chunk_bytes: ByteSize(4 << 30), max_query_memory: ByteSize(1 << 30) }
+        Self {
+            max_concurrent: 4,
+            max_fetched_chunk_bytes: ByteSize(4 << 30),
+            max_query_memory: ByteSize(1 << 30),
+            multi_tenant_queries_enabled: false,
+            max_query_tenants: 100,
+        }
     }
 }
 

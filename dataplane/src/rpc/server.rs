@@ -115,11 +115,10 @@ fn matchers(msgs: &[super::proto::MatcherMsg]) -> Result<Vec<Matcher>, Status> {
     msgs.iter().map(|m| matcher_from_msg(m).map_err(Status::invalid_argument)).collect()
 }
 
+/// A tenant ID arriving from another process passes the same check as one from a client: it
+/// names WAL records and object-store paths.
 fn check_tenant(tenant: &str) -> Result<(), Status> {
-    if tenant.is_empty() {
-        return Err(Status::invalid_argument("no tenant"));
-    }
-    Ok(())
+    crate::validation::validate_tenant_id(tenant).map_err(Status::invalid_argument)
 }
 
 struct PushMethod(Arc<Ingester>);
