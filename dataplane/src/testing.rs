@@ -201,3 +201,150 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// What a [`FaultProxy`] does to the connections it relays.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Faults {
+    /// Relays every byte both ways.
+    Pass,
+    /// The server is gone: the listening port refuses connections and open ones are cut.
+    Down,
+    /// A flaky server: `fail` of new connections get `503 SlowDown` (S3's "reduce your request
+    /// rate") to their first request and are closed; the others are cut after a random lifetime
+    /// of up to `max_life`, mid-request or not.
+    Flaky { fail: f64, max_life: Duration },
+}
+
+/// A TCP proxy on `127.0.0.1` in front of a server (an S3 server, an ingester's gRPC port) whose
+/// faults a test switches at runtime ([`Faults`]). Stops when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    mode: tokio::sync::watch::Sender<Faults>,
+    /// Cancelled on drop: stops the accept loop and cuts every relayed connection.
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl FaultProxy {
+    /// Starts relaying `127.0.0.1:<free port>` to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<FaultProxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (mode, watch) = tokio::sync::watch::channel(Faults::Pass);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let until = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = proxy_loop(Some(listener), addr, upstream, watch, until.clone()) => {}
+                _ = until.cancelled() => {}
+            }
+        });
+        Ok(FaultProxy { addr, mode, stop })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set(&self, faults: Faults) {
+        self.mode.send_replace(faults);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn proxy_loop(
+    mut listener: Option<tokio::net::TcpListener>,
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    mut mode: tokio::sync::watch::Receiver<Faults>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut cut = stop.child_token();
+    loop {
+        let faults = *mode.borrow_and_update();
+        if faults == Faults::Down {
+            // Refuse new connections (close the port) and cut the open ones.
+            listener = None;
+            cut.cancel();
+            cut = stop.child_token();
+        } else if listener.is_none() {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => listener = Some(l),
+                Err(_) => {
+                    // The port lingers for a moment after a close; try again.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            }
+        }
+        let accepted = async {
+            match &listener {
+                Some(l) => l.accept().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = mode.changed() => if changed.is_err() { return },
+            conn = accepted => {
+                let Some((client, _)) = conn else { continue };
+                let faults = *mode.borrow();
+                tokio::spawn(relay(client, upstream, faults, cut.child_token()));
+            }
+        }
+    }
+}
+
+async fn relay(
+    mut client: tokio::net::TcpStream,
+    upstream: SocketAddr,
+    faults: Faults,
+    cut: tokio_util::sync::CancellationToken,
+) {
+    use rand::Rng;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut life = Duration::MAX;
+    if let Faults::Flaky { fail, max_life } = faults {
+        let (refuse, l) = {
+            let mut rng = rand::rng();
+            (rng.random_bool(fail.clamp(0.0, 1.0)), rng.random_range(Duration::ZERO..=max_life))
+        };
+        if refuse {
+            // Read the request head, answer as an overloaded S3 does, close.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            let resp = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = client.write_all(resp.as_bytes()).await;
+            return;
+        }
+        life = l;
+    }
+    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = cut.cancelled() => {}
+        _ = tokio::time::sleep(life) => {}
+    }
+    // Dropping both ends closes them; a cut connection is reset rather than finished cleanly.
+    let _ = client.set_zero_linger();
+}

@@ -153,7 +153,13 @@ pub fn query_response(q: &QueryOutput, enc: LabelEncoding) -> String {
     }
     out.push_str(",\"stats\":");
     out.push_str(&stats_json(q).to_string());
-    out.push_str("}}");
+    out.push('}');
+    let warnings = q.stats.warnings();
+    if !warnings.is_empty() {
+        out.push_str(",\"warnings\":");
+        out.push_str(&serde_json::to_string(&warnings).unwrap_or_default());
+    }
+    out.push('}');
     out
 }
 

@@ -27,6 +27,9 @@ pub struct ReadFilter {
     /// `compactor.retention_enabled`: retention is hidden only where it is enforced.
     retention_enabled: bool,
     clock: Arc<dyn Clock>,
+    /// The last delete requests read per tenant: used while the object store is unavailable,
+    /// where no new request can be stored either.
+    last: parking_lot::Mutex<std::collections::HashMap<String, Vec<DeleteFilter>>>,
 }
 
 impl ReadFilter {
@@ -36,7 +39,7 @@ impl ReadFilter {
         retention_enabled: bool,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { limits, deletes, retention_enabled, clock }
+        Self { limits, deletes, retention_enabled, clock, last: Default::default() }
     }
 
     /// What to hide from one query of `tenant`: one listing of the tenant's delete requests.
@@ -45,14 +48,31 @@ impl ReadFilter {
         let retention = Some(TenantRetention::new(limits)).filter(|r| self.retention_enabled && !r.is_unlimited());
         let mut deletes = Vec::new();
         if limits.deletion_mode != DeletionMode::Disabled {
-            for (req, _) in self.deletes.list(tenant).await? {
-                match DeleteFilter::compile(&req) {
-                    Ok(f) => deletes.push(f),
-                    Err(err) => {
-                        tracing::warn!(tenant, id = %req.request_id, %err, "ignoring unreadable delete request")
-                    }
+            deletes = match self.deletes.list(tenant).await {
+                Ok(list) => {
+                    let compiled = list
+                        .iter()
+                        .filter_map(|(req, _)| {
+                            DeleteFilter::compile(req)
+                                .inspect_err(|err| {
+                                    tracing::warn!(tenant, id = %req.request_id, %err, "ignoring unreadable delete request")
+                                })
+                                .ok()
+                        })
+                        .collect::<Vec<_>>();
+                    self.last.lock().insert(tenant.to_string(), compiled.clone());
+                    compiled
                 }
-            }
+                Err(StorageError::Unavailable(err)) => match self.last.lock().get(tenant) {
+                    Some(known) => {
+                        tracing::warn!(tenant, %err, "object store unavailable; hiding the delete requests last read");
+                        known.clone()
+                    }
+                    // Never read: nothing says what to hide, so nothing is shown.
+                    None => return Err(StorageError::Unavailable(err)),
+                },
+                Err(e) => return Err(e),
+            };
         }
         Ok(TenantFilter { retention, deletes, now: self.clock.now_ms().saturating_mul(1_000_000) })
     }

@@ -129,6 +129,14 @@ struct Ctx {
     cache_scope: Option<String>,
 }
 
+impl Ctx {
+    /// Whether every answer so far read all it should: a sub-query answered from ingester
+    /// memory alone while the object store was away is not cached, nor is anything after it.
+    fn complete(&self) -> bool {
+        self.stats.store_failures.load(Ordering::Relaxed) == 0
+    }
+}
+
 impl Frontend {
     /// A frontend; `max_query_memory` bounds what one request holds while its sub-queries'
     /// answers merge (0 = no limit).
@@ -413,6 +421,7 @@ impl Frontend {
         if let Some(c) = cache
             && streams.is_empty()
             && params.end <= self.cacheable_until(&ctx.tenants)
+            && ctx.complete()
         {
             c.put(&key, (params.start, params.end), &SubResponse::Value(Value::Streams(Vec::new()))).await;
         }
@@ -471,12 +480,18 @@ impl Frontend {
         let mut bytes = 0u64;
         for (matchers, from, through) in plan.leaf_reads() {
             let selector = selector_text(matchers);
-            let SubResponse::Stats(s) =
-                self.stats_job(ctx, SubRequest::IndexStats { selector, from, through: through.max(from + 1) }).await?
-            else {
-                return Err(unexpected("index stats"));
-            };
-            bytes = bytes.saturating_add(s.bytes);
+            let stats = self.stats_job(ctx, SubRequest::IndexStats { selector, from, through: through.max(from + 1) });
+            match stats.await {
+                Ok(SubResponse::Stats(s)) => bytes = bytes.saturating_add(s.bytes),
+                // Without statistics (the object store is away) the query runs unsharded: its
+                // queriers may still answer from ingester memory.
+                Err(e) if e.kind == ErrorKind::Unavailable => {
+                    tracing::warn!(err = %e, "no index statistics to shard by; running unsharded");
+                    return Ok(1);
+                }
+                Ok(_) => return Err(unexpected("index stats")),
+                Err(e) => return Err(e),
+            }
         }
         let n = (bytes / splits.max(1) as u64).div_ceil(per_shard).max(1);
         Ok((n.next_power_of_two().min(u64::from(max))) as u32)
@@ -520,7 +535,7 @@ impl Frontend {
         let computed = matrix(self.metric_split(ctx, expr, query, &rest, shards).await?)?;
         let all = join_matrices(vec![have, computed]);
         // Keep the steps that are old enough: up to the last one before the freshness cutoff.
-        if cutoff >= from {
+        if cutoff >= from && ctx.complete() {
             let last = params.end.min(params.start + (cutoff - params.start) / step * step);
             let keep = slice(all.clone(), params.start, last);
             cache.put(&key, (params.start, last), &SubResponse::Value(Value::Matrix(keep))).await;
@@ -597,6 +612,7 @@ impl Frontend {
         let answer = self.run(ctx, request).await?;
         if let Some(c) = cache
             && through <= self.cacheable_until(&ctx.tenants)
+            && ctx.complete()
         {
             c.put(&key, (0, through), &answer).await;
         }

@@ -73,6 +73,8 @@ pub struct ReadStatsMsg {
     pub ingester_streams: u64,
     #[prost(uint64, tag = "9")]
     pub ingester_blocks: u64,
+    #[prost(uint64, tag = "10")]
+    pub store_failures: u64,
 }
 
 impl From<&ReadStats> for ReadStatsMsg {
@@ -87,6 +89,7 @@ impl From<&ReadStats> for ReadStatsMsg {
             bytes: r.bytes,
             ingester_streams: r.ingester_streams,
             ingester_blocks: r.ingester_blocks,
+            store_failures: r.store_failures,
         }
     }
 }
@@ -103,6 +106,7 @@ impl From<ReadStatsMsg> for ReadStats {
             bytes: m.bytes,
             ingester_streams: m.ingester_streams,
             ingester_blocks: m.ingester_blocks,
+            store_failures: m.store_failures,
         }
     }
 }

@@ -64,6 +64,7 @@ impl Ingester {
                 Ok(cref) => by_tenant.entry(job.tenant.clone()).or_default().push((job, cref)),
                 Err(err) => {
                     tracing::warn!(tenant = %job.tenant, stream = %job.labels, %err, "chunk flush failed");
+                    self.mark_failed(&job);
                     self.metrics.chunk_flush_failures.inc();
                     stats.failed += 1;
                     first_err.get_or_insert(err);
@@ -89,6 +90,7 @@ impl Ingester {
                 Ok(Err(e)) => {
                     let err = format!("writing index for tenant {tenant}: {e}");
                     tracing::warn!(%err, chunks = done.len(), "index write failed");
+                    done.iter().for_each(|(job, _)| self.mark_failed(job));
                     self.metrics.chunk_flush_failures.inc_by(done.len() as u64);
                     stats.failed += done.len();
                     first_err.get_or_insert(err);
@@ -96,6 +98,7 @@ impl Ingester {
                 Err(_) => {
                     let err = format!("writing index for tenant {tenant} timed out after {timeout:?}");
                     tracing::warn!(%err, "index write failed");
+                    done.iter().for_each(|(job, _)| self.mark_failed(job));
                     stats.failed += done.len();
                     first_err.get_or_insert(err);
                 }
@@ -123,7 +126,10 @@ impl Ingester {
                 if let Some(reason) = self.close_reason(&s, now, force) {
                     s.close_head(reason);
                 }
-                for c in s.closed.iter().filter(|c| c.flushed_at.is_none()) {
+                // A chunk whose last flush failed waits out its backoff, unless forced (`/flush`,
+                // shutdown).
+                let due = |c: &&super::stream::ClosedChunk| force || c.retry_at.is_none_or(|at| at <= now);
+                for c in s.closed.iter().filter(|c| c.flushed_at.is_none()).filter(due) {
                     jobs.push(Job {
                         tenant: tenant.clone(),
                         stream: stream.clone(),
@@ -164,6 +170,16 @@ impl Ingester {
         let mut s = job.stream.lock();
         if let Some(c) = s.closed.iter_mut().find(|c| Arc::ptr_eq(&c.chunk, &job.chunk)) {
             c.flushed_at = Some(at);
+            c.retry_at = None;
+        }
+    }
+
+    /// Backs a chunk whose flush failed off ([`super::stream::retry_delay`]).
+    fn mark_failed(&self, job: &Job) {
+        let mut s = job.stream.lock();
+        if let Some(c) = s.closed.iter_mut().find(|c| Arc::ptr_eq(&c.chunk, &job.chunk)) {
+            c.failures = c.failures.saturating_add(1);
+            c.retry_at = Some(Instant::now() + super::stream::retry_delay(c.failures));
         }
     }
 

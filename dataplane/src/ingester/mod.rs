@@ -174,6 +174,11 @@ impl Ingester {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "wal replayed"
             );
+            let (problems, took) = (report.problems as f64, started.elapsed().as_secs_f64());
+            let what = "Damaged WAL records, segments and checkpoints skipped by the replay at start";
+            ing.metrics.register_sampled("ingester_wal_corruptions", what, SampleKind::Counter, move || problems);
+            let what = "Seconds the WAL replay at start took";
+            ing.metrics.register_sampled("ingester_wal_replay_duration_seconds", what, SampleKind::Gauge, move || took);
             let sync = match ing.cfg.wal.sync {
                 SyncMode::Batch => SyncPolicy::Batch,
                 SyncMode::Interval => SyncPolicy::Interval(ing.cfg.wal.sync_interval.get()),

@@ -19,9 +19,17 @@ pub struct MemoryStream {
 
 impl Ingester {
     /// Blocks of every stream of `tenant` matching `matchers` with entries in `[from, through)`.
-    /// Chunks already flushed are left out: the object store serves them, so a querier reads
-    /// ingesters first and the index second and never misses a chunk flushed in between.
-    pub fn stream_blocks(&self, tenant: &str, matchers: &[Matcher], from: i64, through: i64) -> Vec<MemoryStream> {
+    /// Chunks already flushed are left out unless `with_flushed`: the object store serves them,
+    /// so a querier reads ingesters first and the index second and never misses a chunk flushed
+    /// in between. While the store is unavailable, the querier asks for them too.
+    pub fn stream_blocks(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+        with_flushed: bool,
+    ) -> Vec<MemoryStream> {
         let Some(t) = self.tenants.read().get(tenant).cloned() else { return Vec::new() };
         let streams: Vec<_> = t.streams.read().values().cloned().collect();
         let mut out = Vec::new();
@@ -31,7 +39,7 @@ impl Ingester {
                 continue;
             }
             let mut blocks = Vec::new();
-            for c in s.closed.iter().filter(|c| c.flushed_at.is_none()) {
+            for c in s.closed.iter().filter(|c| with_flushed || c.flushed_at.is_none()) {
                 if let Ok(mut b) = c.chunk.block_handles(from, through) {
                     blocks.append(&mut b);
                 }

@@ -77,7 +77,7 @@ fn restore(ing: &Ingester, cs: CheckpointStream) -> Result<(), String> {
     for (closed, bytes) in cs.chunks {
         let chunk = MemChunk::decode(bytes).map_err(|e| format!("chunk of {}: {e}", cs.labels))?;
         if closed {
-            s.closed.push(ClosedChunk { chunk: Arc::new(chunk), reason: CloseReason::Restored, flushed_at: None });
+            s.closed.push(ClosedChunk::new(Arc::new(chunk), CloseReason::Restored));
         } else {
             s.close_head(CloseReason::Restored);
             s.head = Some(HeadChunk { chunk, created: now });

@@ -39,6 +39,22 @@ pub struct ClosedChunk {
     pub reason: CloseReason,
     /// When it was written to the object store; it stays for `chunk_retain_period` after.
     pub flushed_at: Option<Instant>,
+    /// Failed flushes in a row, and the earliest moment of the next attempt ([`retry_delay`]).
+    pub failures: u32,
+    pub retry_at: Option<Instant>,
+}
+
+impl ClosedChunk {
+    pub fn new(chunk: Arc<MemChunk>, reason: CloseReason) -> Self {
+        Self { chunk, reason, flushed_at: None, failures: 0, retry_at: None }
+    }
+}
+
+/// How long a chunk whose flush failed `failures` times in a row waits before the next
+/// attempt: 1 s doubling to at most 30 s, so an object store that is down is not hammered by
+/// every chunk at every flush check, and one that came back is caught up with soon.
+pub fn retry_delay(failures: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(1u64 << failures.saturating_sub(1).min(5)).min(std::time::Duration::from_secs(30))
 }
 
 /// Chunk shape settings shared by every stream of an ingester.
@@ -178,7 +194,7 @@ impl Stream {
                 return;
             }
             h.chunk.close();
-            self.closed.push(ClosedChunk { chunk: Arc::new(h.chunk), reason, flushed_at: None });
+            self.closed.push(ClosedChunk::new(Arc::new(h.chunk), reason));
         }
     }
 

@@ -180,8 +180,17 @@ async fn failed_flushes_keep_chunks_and_retry() {
     assert_eq!(all(&ing, "t").len(), 1, "still served from memory");
     assert!(f.index.chunks("t", t, t).await.unwrap().is_empty());
     f.store.failing.store(false, Ordering::SeqCst);
-    assert_eq!(ing.flush(false).await.unwrap().flushed, 1, "the closed chunk is retried without force");
+    assert_eq!(ing.flush(false).await.unwrap().flushed, 0, "the failed chunk backs off before its next attempt");
+    assert_eq!(ing.flush(true).await.unwrap().flushed, 1, "a forced flush does not wait");
     assert_eq!(f.index.chunks("t", t, t).await.unwrap().len(), 1);
+}
+
+#[test]
+fn failed_flushes_back_off_from_one_second_to_thirty() {
+    use super::stream::retry_delay;
+    let secs: Vec<u64> = (1..=8).map(|n| retry_delay(n).as_secs()).collect();
+    assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+    assert_eq!(retry_delay(u32::MAX).as_secs(), 30);
 }
 
 #[tokio::test]

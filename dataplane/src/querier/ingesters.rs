@@ -35,13 +35,13 @@ pub type StreamMetas = (SharedLabels, u64, Vec<BlockMeta>);
 pub trait IngesterData: Send + Sync {
     /// Blocks of the tenant's streams matching `matchers` with entries in `[from, through)`,
     /// one [`MemoryStream`] per stream (replicas' blocks together), charged to `budget` as they
-    /// arrive.
+    /// arrive. Chunks already flushed only `with_flushed` (see [`Ingester::stream_blocks`]).
     async fn streams(
         &self,
         tenant: &str,
         matchers: &[Matcher],
-        from: i64,
-        through: i64,
+        (from, through): (i64, i64),
+        with_flushed: bool,
         budget: &MemoryBudget,
     ) -> Result<Vec<MemoryStream>, EvalError>;
 
@@ -81,11 +81,11 @@ impl IngesterData for Ingester {
         &self,
         tenant: &str,
         matchers: &[Matcher],
-        from: i64,
-        through: i64,
+        (from, through): (i64, i64),
+        with_flushed: bool,
         budget: &MemoryBudget,
     ) -> Result<Vec<MemoryStream>, EvalError> {
-        let streams = self.stream_blocks(tenant, matchers, from, through);
+        let streams = self.stream_blocks(tenant, matchers, from, through, with_flushed);
         let bytes: u64 = streams.iter().flat_map(|s| &s.blocks).map(|b| b.held_bytes() as u64).sum();
         budget.charge(bytes, "blocks from ingester memory")?;
         Ok(streams)
@@ -109,7 +109,7 @@ impl IngesterData for Ingester {
         through: i64,
     ) -> Result<Vec<StreamMetas>, EvalError> {
         Ok(self
-            .stream_blocks(tenant, matchers, from, through)
+            .stream_blocks(tenant, matchers, from, through, false)
             .into_iter()
             .map(|s| (s.labels, s.fingerprint, s.blocks.iter().map(|b| *b.meta()).collect()))
             .collect())
@@ -236,9 +236,8 @@ impl RingIngesters {
         &self,
         tenant: &str,
         matchers: &[Matcher],
-        from: i64,
-        through: i64,
-        with_data: bool,
+        (from, through): (i64, i64),
+        (with_data, with_flushed): (bool, bool),
         budget: Option<&MemoryBudget>,
     ) -> Result<Vec<Vec<WireStream>>, EvalError> {
         let req = SelectRequest {
@@ -247,6 +246,7 @@ impl RingIngesters {
             from,
             through,
             with_data,
+            with_flushed,
         };
         self.fan_out("reading ingester memory", |c| Self::select(c, req.clone(), budget)).await
     }
@@ -289,11 +289,11 @@ impl IngesterData for RingIngesters {
         &self,
         tenant: &str,
         matchers: &[Matcher],
-        from: i64,
-        through: i64,
+        (from, through): (i64, i64),
+        with_flushed: bool,
         budget: &MemoryBudget,
     ) -> Result<Vec<MemoryStream>, EvalError> {
-        let answers = self.select_all(tenant, matchers, from, through, true, Some(budget)).await;
+        let answers = self.select_all(tenant, matchers, (from, through), (true, with_flushed), Some(budget)).await;
         // An ingester that stopped at the budget counts as failed, and the others may have
         // answered, or not: the query is over its budget either way, and that is the answer
         // (a 4xx naming the limit), not an ingester failure.
@@ -348,7 +348,7 @@ impl IngesterData for RingIngesters {
         from: i64,
         through: i64,
     ) -> Result<Vec<StreamMetas>, EvalError> {
-        let answers = self.select_all(tenant, matchers, from, through, false, None).await?;
+        let answers = self.select_all(tenant, matchers, (from, through), (false, false), None).await?;
         // Per stream, the replica holding the most entries: replicas hold the same entries, so
         // counting each would multiply the statistics by the replication factor.
         let mut best: HashMap<u64, (String, Vec<BlockMeta>)> = HashMap::new();

@@ -11,6 +11,7 @@ use futures::StreamExt;
 
 use super::Querier;
 use crate::chunk::{BlockHandle, Chunk, ChunkReader};
+use crate::compactor::TenantFilter;
 use crate::labels::{Label, Labels, SharedLabels};
 use crate::logql::Matcher;
 use crate::query::source::matches_all;
@@ -42,6 +43,9 @@ pub struct SourceStats {
     /// Streams and blocks that came from ingester memory.
     pub ingester_streams: AtomicU64,
     pub ingester_blocks: AtomicU64,
+    /// Tenant reads answered from ingester memory alone because the object store was
+    /// unavailable: the answer may miss older data (a warning in the response).
+    pub store_failures: AtomicU64,
     /// Sub-queries, time splits and shards the query frontend cut the query into.
     pub subqueries: AtomicU64,
     pub splits: AtomicU64,
@@ -61,6 +65,7 @@ pub struct ReadStats {
     pub bytes: u64,
     pub ingester_streams: u64,
     pub ingester_blocks: u64,
+    pub store_failures: u64,
 }
 
 impl SourceStats {
@@ -77,6 +82,7 @@ impl SourceStats {
             bytes: get(&self.bytes),
             ingester_streams: get(&self.ingester_streams),
             ingester_blocks: get(&self.ingester_blocks),
+            store_failures: get(&self.store_failures),
         }
     }
 
@@ -92,6 +98,17 @@ impl SourceStats {
         add(&self.bytes, r.bytes);
         add(&self.ingester_streams, r.ingester_streams);
         add(&self.ingester_blocks, r.ingester_blocks);
+        add(&self.store_failures, r.store_failures);
+    }
+
+    /// The warning of an answer some of whose reads could not reach the object store.
+    pub fn warnings(&self) -> Vec<String> {
+        match self.store_failures.load(Ordering::Relaxed) {
+            0 => Vec::new(),
+            n => vec![format!(
+                "the object store was unavailable: {n} read(s) answered from ingester memory only; data already flushed and released from memory is missing"
+            )],
+        }
     }
 }
 
@@ -164,30 +181,20 @@ impl QuerierSource {
         let matchers: Vec<Matcher> = matchers.iter().filter(|m| m.name != TENANT_LABEL).cloned().collect();
         // Memory before the index: a chunk flushed in between is then in the index; the other
         // order could miss it.
-        let mut streams: HashMap<u64, (SharedLabels, Vec<BlockHandle>)> = HashMap::new();
-        if let Some(ing) = &self.querier.ingesters {
-            for s in ing.streams(tenant, &matchers, from, through, &self.budget).await? {
-                if !self.owns(s.fingerprint) {
-                    continue;
-                }
-                self.stats.ingester_streams.fetch_add(1, Ordering::Relaxed);
-                self.stats.ingester_blocks.fetch_add(s.blocks.len() as u64, Ordering::Relaxed);
-                streams.insert(s.fingerprint, (s.labels, s.blocks));
-            }
-        }
+        let mut streams = self.memory_streams(tenant, &matchers, (from, through), false).await?;
         let hidden = self.querier.tenant_filter(tenant).await?;
-        let refs: Vec<ChunkRef> = self
-            .querier
-            .index
-            .chunks(tenant, from, through.saturating_sub(1))
-            .await
-            .map_err(|e| EvalError::Storage(format!("reading the index: {e}")))?
-            .into_iter()
-            .filter(|r| self.owns(r.fingerprint) && matches_all(&r.labels, &matchers))
-            .filter(|r| !hidden.as_ref().is_some_and(|f| f.expired(&r.labels, r.through)))
-            .collect();
-        self.stats.chunks_ref.fetch_add(refs.len() as u64, Ordering::Relaxed);
-        let fetched = self.fetch(refs, from, through).await?;
+        let fetched = match self.store_blocks(tenant, &matchers, hidden.as_ref(), from, through).await {
+            Ok(f) => f,
+            // The store is away: what ingesters hold, flushed chunks included, is still an
+            // answer, marked as partial.
+            Err(EvalError::StoreUnavailable(err)) if self.querier.ingesters.is_some() => {
+                tracing::warn!(tenant, %err, "object store unavailable; answering from ingester memory only");
+                self.stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                streams = self.memory_streams(tenant, &matchers, (from, through), true).await?;
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
         for (r, mut blocks) in fetched {
             streams.entry(r.fingerprint).or_insert_with(|| (r.labels.clone(), Vec::new())).1.append(&mut blocks);
         }
@@ -211,6 +218,50 @@ impl QuerierSource {
             out.push(StreamBlocks { labels: self.with_tenant(&labels, tenant), blocks, overlapping });
         }
         Ok(out)
+    }
+
+    /// The blocks of the tenant's streams in ingester memory, by stream fingerprint.
+    async fn memory_streams(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        range: (i64, i64),
+        with_flushed: bool,
+    ) -> Result<HashMap<u64, (SharedLabels, Vec<BlockHandle>)>, EvalError> {
+        let mut streams = HashMap::new();
+        let Some(ing) = &self.querier.ingesters else { return Ok(streams) };
+        for s in ing.streams(tenant, matchers, range, with_flushed, &self.budget).await? {
+            if !self.owns(s.fingerprint) {
+                continue;
+            }
+            self.stats.ingester_streams.fetch_add(1, Ordering::Relaxed);
+            self.stats.ingester_blocks.fetch_add(s.blocks.len() as u64, Ordering::Relaxed);
+            streams.insert(s.fingerprint, (s.labels, s.blocks));
+        }
+        Ok(streams)
+    }
+
+    /// The blocks of the tenant's chunks in the object store that the query selects.
+    async fn store_blocks(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        hidden: Option<&TenantFilter>,
+        from: i64,
+        through: i64,
+    ) -> Result<Vec<(ChunkRef, Vec<BlockHandle>)>, EvalError> {
+        let refs: Vec<ChunkRef> = self
+            .querier
+            .index
+            .chunks(tenant, from, through.saturating_sub(1))
+            .await
+            .map_err(|e| store_error("reading the index", e))?
+            .into_iter()
+            .filter(|r| self.owns(r.fingerprint) && matches_all(&r.labels, matchers))
+            .filter(|r| !hidden.is_some_and(|f| f.expired(&r.labels, r.through)))
+            .collect();
+        self.stats.chunks_ref.fetch_add(refs.len() as u64, Ordering::Relaxed);
+        self.fetch(refs, from, through).await
     }
 
     /// Fetches and opens the chunks, within the per-query byte budget.
@@ -262,12 +313,8 @@ impl QuerierSource {
 impl QuerierSource {
     /// Downloads a chunk, checks it against the index's checksum and opens it.
     async fn download(&self, r: &ChunkRef) -> Result<Chunk, EvalError> {
-        let bytes = self
-            .querier
-            .store
-            .get(&r.key)
-            .await
-            .map_err(|e| EvalError::Storage(format!("fetching chunk {}: {e}", r.key)))?;
+        let bytes =
+            self.querier.store.get(&r.key).await.map_err(|e| store_error(&format!("fetching chunk {}", r.key), e))?;
         if crc32c::crc32c(&bytes) != r.checksum {
             return Err(EvalError::Storage(format!("chunk {} does not match its checksum", r.key)));
         }
@@ -289,5 +336,14 @@ impl LogSource for QuerierSource {
 
     fn budget(&self) -> Option<Arc<MemoryBudget>> {
         Some(self.budget.clone())
+    }
+}
+
+/// A failed read of the object store: [`EvalError::StoreUnavailable`] when it could not be
+/// reached, so the caller can answer from memory; any other failure fails the query.
+fn store_error(what: &str, e: crate::storage::StorageError) -> EvalError {
+    match e {
+        crate::storage::StorageError::Unavailable(_) => EvalError::StoreUnavailable(format!("{what}: {e}")),
+        e => EvalError::Storage(format!("{what}: {e}")),
     }
 }

@@ -68,6 +68,10 @@ pub enum EvalError {
     /// Reading data failed.
     #[error("{0}")]
     Storage(String),
+    /// The object store could not be reached ([`crate::storage::StorageError::Unavailable`]):
+    /// a querier with ingesters answers from them alone, with a warning.
+    #[error("{0}")]
+    StoreUnavailable(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -78,7 +82,7 @@ impl HasKind for EvalError {
         match self {
             EvalError::Invalid(_) | EvalError::Limit(_) => ErrorKind::Invalid,
             EvalError::Timeout(_) => ErrorKind::Timeout,
-            EvalError::Storage(_) => ErrorKind::Unavailable,
+            EvalError::Storage(_) | EvalError::StoreUnavailable(_) => ErrorKind::Unavailable,
             EvalError::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -106,6 +106,9 @@ pub struct SelectRequest {
     /// Send block payloads; without, only their headers (for volume statistics).
     #[prost(bool, tag = "5")]
     pub with_data: bool,
+    /// Include chunks already flushed to the object store (read while it is unavailable).
+    #[prost(bool, tag = "6")]
+    pub with_flushed: bool,
 }
 
 /// One message of the [`SelectRequest`] response stream: some streams' blocks. A stream with

@@ -212,7 +212,7 @@ impl ServerStreamingService<SelectRequest> for SelectMethod {
             let (tx, rx) = tokio::sync::mpsc::channel(SELECT_BUFFER);
             // Taking the blocks locks streams and copies head blocks: off the async workers.
             tokio::task::spawn_blocking(move || {
-                let streams = ingester.stream_blocks(&req.tenant, &matchers, req.from, req.through);
+                let streams = ingester.stream_blocks(&req.tenant, &matchers, req.from, req.through, req.with_flushed);
                 for batch in batches(streams, req.with_data) {
                     if tx.blocking_send(Ok(batch)).is_err() {
                         return; // the querier went away

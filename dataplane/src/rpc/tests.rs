@@ -116,7 +116,9 @@ fn app_matcher() -> Vec<Matcher> {
 /// Every (labels, ts, line) the querier side sees, de-duplicated the way a query merges.
 async fn read_all(reader: &dyn IngesterData) -> Vec<(String, i64, String)> {
     let mut out = Vec::new();
-    for s in reader.streams("t", &app_matcher(), 0, i64::MAX, &crate::query::MemoryBudget::default()).await.unwrap() {
+    for s in
+        reader.streams("t", &app_matcher(), (0, i64::MAX), false, &crate::query::MemoryBudget::default()).await.unwrap()
+    {
         for b in s.blocks {
             let d = b.decode().unwrap();
             for i in 0..d.len() {
@@ -164,7 +166,7 @@ async fn push_select_and_series_cross_the_wire() {
     // Another tenant sees nothing; a bad regex is refused by the ingester, not panicked on.
     assert!(
         reader
-            .streams("u", &app_matcher(), 0, i64::MAX, &crate::query::MemoryBudget::default())
+            .streams("u", &app_matcher(), (0, i64::MAX), false, &crate::query::MemoryBudget::default())
             .await
             .unwrap()
             .is_empty()
