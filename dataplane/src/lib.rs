@@ -33,5 +33,6 @@ pub mod server;
 pub mod storage;
 pub mod testing;
 pub mod timeutil;
+pub mod tls;
 pub mod validation;
 pub mod wal;

@@ -12,6 +12,9 @@ use norn::server::{self, Listeners};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
+    // Two rustls providers are linked (ring, and aws-lc-rs through the AWS SDK): name the
+    // process's default so no TLS client has to guess.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = match flags::parse(std::env::args()) {
         Ok(c) => c,
         Err(e) => e.exit(),

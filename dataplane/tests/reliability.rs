@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{TestServer, eventually, now_ns, urlencode};
 use futures::StreamExt;
@@ -266,6 +266,113 @@ async fn hostile_queries_get_400_and_the_server_stays_up() {
     }
     let v: Value = eventually("ready", Duration::from_secs(5), || async {
         let r = reqwest::get(s.url("/loki/api/v1/labels")).await.ok()?;
+        r.json().await.ok()
+    })
+    .await;
+    assert_eq!(v["status"], "success");
+    s.stop().await;
+}
+
+/// Reads from `stream` until the server closes it (Ok with what it sent) or `within` passes.
+async fn until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.map_err(|_| "the server kept the connection open".to_string())?;
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Clients that hold the server: a request head sent a byte at a time, a body that never
+/// comes, idle connections, too many connections and requests, oversized headers. Each is cut
+/// off or refused with the right status, and the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_greedy_clients_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start(&[
+        "--http.read-timeout=1s",
+        "--http.idle-timeout=2s",
+        "--http.conn-limit=4",
+        "--http.max-concurrent-requests=1",
+        "--http.max-header-bytes=16KB",
+    ])
+    .await;
+    let connect = || tokio::net::TcpStream::connect(s.addr);
+    let started = Instant::now();
+
+    // Slowloris: half a request head, then nothing. Closed after read_timeout, well before idle.
+    let mut slow = connect().await.unwrap();
+    slow.write_all(b"GET /loki/api/v1/labels HTTP/1.1\r\nHost: x\r\nX-A: ").await.unwrap();
+    until_closed(&mut slow, Duration::from_secs(10)).await.unwrap();
+    let slowloris = started.elapsed();
+    assert!(slowloris < Duration::from_millis(1900), "a half-sent head held the connection {slowloris:?}");
+
+    // A body that never comes: the request holds the only request slot, a second request gets
+    // 503 meanwhile, and the body's deadline ends the first.
+    let mut body = connect().await.unwrap();
+    body.write_all(
+        b"POST /loki/api/v1/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let busy: StatusCode = eventually("the request slot to be taken", Duration::from_secs(5), || async {
+        let st = reqwest::get(s.url("/loki/api/v1/labels")).await.ok()?.status();
+        (st == StatusCode::SERVICE_UNAVAILABLE).then_some(st)
+    })
+    .await;
+    assert_eq!(busy, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s.get("/ready", None).await.0, StatusCode::OK, "/ready is not counted");
+    let answer = until_closed(&mut body, Duration::from_secs(10)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 4"), "a body past read_timeout gets a 4xx: {answer:?}");
+
+    // An idle keep-alive connection is closed after idle_timeout, not read_timeout.
+    let mut idle = connect().await.unwrap();
+    idle.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let since = Instant::now();
+    let got = until_closed(&mut idle, Duration::from_secs(10)).await.unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let idle_for = since.elapsed();
+    assert!(idle_for >= Duration::from_millis(1900), "idle connection closed after {idle_for:?}, before idle_timeout");
+
+    // Headers past max_header_bytes: 431.
+    let big = format!("GET /ready HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(40_000));
+    let mut c = connect().await.unwrap();
+    c.write_all(big.as_bytes()).await.ok();
+    let got = until_closed(&mut c, Duration::from_secs(10)).await.unwrap();
+    assert!(got.starts_with("HTTP/1.1 431"), "{got:?}");
+
+    // Past conn_limit (4): held connections, then one more gets a 503 and is closed.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = connect().await.unwrap();
+        c.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        use tokio::io::AsyncReadExt;
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(c);
+    }
+    let mut extra = connect().await.unwrap();
+    extra.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let got = until_closed(&mut extra, Duration::from_secs(10)).await.unwrap();
+    assert!(got.starts_with("HTTP/1.1 503") && got.contains("http.conn_limit"), "{got:?}");
+    drop(held);
+    println!(
+        "FIGURE http-limits: slowloris cut after {slowloris:?} (read_timeout 1s), idle keep-alive closed after {idle_for:?} (idle_timeout 2s)"
+    );
+    // Serving as before.
+    let v: Value = eventually("labels", Duration::from_secs(10), || async {
+        let r = reqwest::get(s.url("/loki/api/v1/labels")).await.ok()?;
+        if r.status() != StatusCode::OK {
+            return None;
+        }
         r.json().await.ok()
     })
     .await;

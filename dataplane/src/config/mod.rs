@@ -74,11 +74,35 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout: Dur,
+    /// A request's head, once begun, and its body must arrive within this (Loki's
+    /// `http_server_read_timeout`; 0 = no limit).
+    pub read_timeout: Dur,
+    /// A connection with nothing in flight and no bytes moving for this long is closed
+    /// (`http_server_idle_timeout`; 0 = never).
+    pub idle_timeout: Dur,
+    /// Largest request head (request line and headers); larger ones get 431.
+    pub max_header_bytes: ByteSize,
+    /// Most open connections (`http_listen_conn_limit`; 0 = no limit); one past it gets a 503.
+    pub conn_limit: usize,
+    /// Most requests in flight at once (0 = no limit); more get 503 at once (`/ready` and
+    /// `/metrics` excepted).
+    pub max_concurrent_requests: usize,
+    /// HTTPS (Loki's `http_tls_config`): off without `cert_file`.
+    pub tls_config: crate::tls::ServerTlsConfig,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { addr: SocketAddr::from(([0, 0, 0, 0], 3100)), shutdown_timeout: Dur::secs(30) }
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 3100)),
+            shutdown_timeout: Dur::secs(30),
+            read_timeout: Dur::secs(30),
+            idle_timeout: Dur::secs(120),
+            max_header_bytes: ByteSize::mib(1),
+            conn_limit: 0,
+            max_concurrent_requests: 0,
+            tls_config: Default::default(),
+        }
     }
 }
 
@@ -91,11 +115,17 @@ pub struct GrpcConfig {
     pub addr: SocketAddr,
     /// Largest message the server receives or sends (a replica's share of a push).
     pub max_recv_msg_size: ByteSize,
+    /// TLS of the gRPC server (Loki's `grpc_tls_config`): off without `cert_file`.
+    pub tls_config: crate::tls::ServerTlsConfig,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        Self { addr: SocketAddr::from(([0, 0, 0, 0], 9095)), max_recv_msg_size: ByteSize::mib(128) }
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 9095)),
+            max_recv_msg_size: ByteSize::mib(128),
+            tls_config: Default::default(),
+        }
     }
 }
 
@@ -400,6 +430,9 @@ impl Config {
     /// Cross-field checks; messages name the YAML key.
     pub fn validate(&self) -> Result<(), String> {
         self.limits.validate("limits")?;
+        self.http.tls_config.validate("http.tls_config")?;
+        self.grpc.tls_config.validate("grpc.tls_config")?;
+        self.frontend_worker.grpc_client_config.validate("frontend_worker.grpc_client_config")?;
         self.pattern_ingester.validate("pattern_ingester")?;
         crate::limits::TenantLimits::new(self.limits.clone(), &self.overrides)?;
         let ing = &self.ingester;

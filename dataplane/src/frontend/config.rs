@@ -33,11 +33,17 @@ pub struct FrontendWorkerConfig {
     pub frontend_address: String,
     /// How often `frontend_address` is resolved again, so frontends can come and go.
     pub dns_lookup_duration: Dur,
+    /// TLS to the frontends' gRPC servers (Loki's `frontend_worker.grpc_client_config`).
+    pub grpc_client_config: crate::tls::ClientTlsConfig,
 }
 
 impl Default for FrontendWorkerConfig {
     fn default() -> Self {
-        Self { frontend_address: String::new(), dns_lookup_duration: Dur::secs(10) }
+        Self {
+            frontend_address: String::new(),
+            dns_lookup_duration: Dur::secs(10),
+            grpc_client_config: Default::default(),
+        }
     }
 }
 

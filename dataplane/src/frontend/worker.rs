@@ -92,8 +92,13 @@ pub async fn run_remote(
                     }
                     let token = stop.child_token();
                     for _ in 0..per {
-                        let worker =
-                            Worker { querier: querier.clone(), id: id.clone(), max_msg_size, jobs: jobs.clone() };
+                        let worker = Worker {
+                            querier: querier.clone(),
+                            id: id.clone(),
+                            max_msg_size,
+                            tls: cfg.grpc_client_config.clone(),
+                            jobs: jobs.clone(),
+                        };
                         tokio::spawn(connection(addr, worker, token.clone()));
                     }
                     tracing::info!(frontend = %addr, streams = per, "querier pulling from a query frontend");
@@ -114,6 +119,7 @@ struct Worker {
     querier: Querier,
     id: String,
     max_msg_size: usize,
+    tls: crate::tls::ClientTlsConfig,
     jobs: Counter,
 }
 
@@ -138,7 +144,10 @@ async fn connection(addr: SocketAddr, worker: Worker, stop: CancellationToken) {
 /// Connects, registers and runs jobs until the stream ends.
 async fn session(addr: SocketAddr, worker: &Worker, stop: &CancellationToken) -> Result<(), String> {
     let max_msg_size = worker.max_msg_size;
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
+    let tls = &worker.tls;
+    let endpoint = Endpoint::from_shared(format!("{}://{addr}", tls.scheme())).map_err(|e| e.to_string())?;
+    let channel = tls
+        .apply("frontend_worker.grpc_client_config", endpoint)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)

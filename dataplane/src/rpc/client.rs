@@ -32,11 +32,18 @@ pub struct ClientConfig {
     pub connect_timeout: Dur,
     /// Largest message sent or received (a replica's share of a push, a batch of blocks).
     pub max_msg_size: ByteSize,
+    /// TLS to the ingesters' gRPC servers (Loki's `ingester_client.grpc_client_config`).
+    pub grpc_client_config: crate::tls::ClientTlsConfig,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        Self { remote_timeout: Dur::secs(5), connect_timeout: Dur::secs(2), max_msg_size: ByteSize::mib(128) }
+        Self {
+            remote_timeout: Dur::secs(5),
+            connect_timeout: Dur::secs(2),
+            max_msg_size: ByteSize::mib(128),
+            grpc_client_config: Default::default(),
+        }
     }
 }
 
@@ -52,7 +59,7 @@ impl ClientConfig {
         if self.max_msg_size.bytes() < 1 << 20 {
             return Err("ingester_client.max_msg_size must be at least 1MiB".into());
         }
-        Ok(())
+        self.grpc_client_config.validate("ingester_client.grpc_client_config")
     }
 }
 
@@ -76,11 +83,11 @@ impl IngesterClient {
     /// A client for `addr` (`host:port`). Connects on first use, and again after the
     /// connection broke.
     pub fn new(addr: &str, cfg: &ClientConfig) -> Result<Self, RpcError> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| RpcError {
-            addr: addr.to_string(),
-            kind: ErrorKind::Invalid,
-            message: format!("invalid address: {e}"),
-        })?;
+        let tls = &cfg.grpc_client_config;
+        let invalid = |message: String| RpcError { addr: addr.to_string(), kind: ErrorKind::Invalid, message };
+        let endpoint = Endpoint::from_shared(format!("{}://{addr}", tls.scheme()))
+            .map_err(|e| invalid(format!("invalid address: {e}")))?;
+        let endpoint = tls.apply("ingester_client.grpc_client_config", endpoint).map_err(|e| invalid(e.to_string()))?;
         let channel = endpoint
             .connect_timeout(cfg.connect_timeout.get())
             .tcp_nodelay(true)

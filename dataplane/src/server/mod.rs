@@ -1,6 +1,7 @@
 //! Starting the roles a process runs and serving Loki's HTTP API and the ops endpoints.
 
 pub(crate) mod app;
+pub mod http;
 mod lifecycle;
 mod rings;
 
@@ -18,7 +19,6 @@ use axum::routing::{get, post};
 use bytes::BytesMut;
 use futures::StreamExt;
 use serde::Deserialize;
-use std::future::IntoFuture;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -92,9 +92,10 @@ pub enum ServeError {
 /// ingester (leaving the ring, flushing or checkpointing: see [`Member::stop`]).
 pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), ServeError> {
     let Listeners { http, grpc } = listeners;
+    let https = cfg.http.tls_config.rustls("http.tls_config").map_err(|e| ServeError::Config(e.to_string()))?;
     // Until every role is up (ring joined, WAL replayed), HTTP answers 503 rather than refusing
     // connections: probes and clients see "not ready", not a dead process.
-    let (http, starting) = Starting::serve(http)?;
+    let (http, starting) = Starting::serve(http, &cfg.http, https.clone())?;
     let cfg = Arc::new(cfg);
     let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(TenantLimits::new(cfg.limits.clone(), &cfg.overrides).map_err(ServeError::Config)?);
@@ -228,7 +229,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         };
         routes = routes.merge(crate::ring::http::routes(page));
     }
-    let server = axum::serve(http, routes).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+    let server = http::serve(http, routes, &cfg.http, https, http_shutdown);
     // Once shutdown starts, stop taking writes right away: in-flight requests drain while new
     // pushes get 503, and distributors see LEAVING and stop sending.
     let stopper = {
@@ -246,7 +247,6 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
     // has begun.
     let drain = cfg.http.shutdown_timeout.get();
     let served = {
-        let server = server.into_future();
         tokio::pin!(server);
         tokio::select! {
             r = &mut server => r,
@@ -304,16 +304,19 @@ struct Starting {
 
 impl Starting {
     /// Serves `http` until stopped; returns the listener for the real server.
-    fn serve(http: TcpListener) -> std::io::Result<(TcpListener, Starting)> {
+    fn serve(
+        http: TcpListener,
+        cfg: &crate::config::HttpConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<(TcpListener, Starting)> {
         let http = http.into_std()?;
         let duplicate = TcpListener::from_std(http.try_clone()?)?;
         tracing::info!(addr = %http.local_addr()?, "norn starting: serving http, 503 until ready");
         let stop = CancellationToken::new();
         let routes = Router::new().fallback(|| async { text(StatusCode::SERVICE_UNAVAILABLE, "starting") });
-        let until = stop.clone();
+        let (until, cfg) = (stop.clone(), cfg.clone());
         let task = tokio::spawn(async move {
-            let server = axum::serve(duplicate, routes).with_graceful_shutdown(until.cancelled_owned());
-            if let Err(err) = server.await {
+            if let Err(err) = http::serve(duplicate, routes, &cfg, tls, until).await {
                 tracing::warn!(%err, "http server of the starting process failed");
             }
         });
@@ -432,7 +435,11 @@ fn serve_grpc(
     let ingester = ingester.map(|i| IngesterService::new(i, max));
     let frontend = frontend.map(|f| crate::frontend::rpc::FrontendService::new(f, max));
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = cfg.grpc.tls_config.tonic("grpc.tls_config").map_err(|e| ServeError::Config(e.to_string()))? {
+        server = server.tls_config(tls).map_err(|e| ServeError::Grpc(e.to_string()))?;
+    }
+    let server = server
         .initial_stream_window_size(crate::rpc::client::STREAM_WINDOW)
         .initial_connection_window_size(crate::rpc::client::CONNECTION_WINDOW)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
