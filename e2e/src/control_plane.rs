@@ -147,8 +147,8 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding 127.0.0.1:0")
 }
 
-/// The running control plane. Dropping it stops every process; its directory is kept for a
-/// failed test's post-mortem (under the system temporary directory).
+/// The running control plane. Dropping it stops every process; its directory (under the system
+/// temporary directory) is kept for a failed test's post-mortem and removed otherwise.
 pub struct ControlPlane {
     /// Working directory: certificates, keys, tokens, kubeconfig, logs.
     pub dir: PathBuf,
@@ -320,6 +320,19 @@ impl ControlPlane {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    /// Stops the controller manager, the API server and etcd, in that order; after a passing
+    /// test also removes the directory (a failing one keeps it, logs and all).
+    fn drop(&mut self) {
+        self.controller_manager.kill();
+        self.apiserver.kill();
+        self._etcd.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }

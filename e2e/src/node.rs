@@ -408,22 +408,29 @@ async fn worker(shared: Arc<Shared>, pod: Pod, mut stop: watch::Receiver<Stop>, 
         return;
     };
     let started = Time(Timestamp::now());
-    let mut containers = match prepare(&shared, &pod, ip).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(pod = %name, namespace = %ns, error = %e, "node agent: cannot start the pod");
-            let status = serde_json::json!({"status": {"phase": "Pending", "conditions": [
-                {"type": "PodScheduled", "status": "True"},
-                {"type": "Ready", "status": "False", "reason": "CreateContainerConfigError", "message": e}
-            ]}});
-            let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await;
-            release_ip(&shared, ip);
-            // Retried by a new worker when the pod changes; until then wait for deletion.
-            let _ = stop.wait_for(|s| *s != Stop::No).await;
-            if matches!(*stop.borrow(), Stop::Graceful(_)) {
-                finish_deletion(&shared, &pod).await;
+    // As the kubelet does, a pod whose ConfigMap, Secret or key is missing waits and tries again
+    // (CreateContainerConfigError) until it can start or is deleted.
+    let mut containers = loop {
+        match prepare(&shared, &pod, ip).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(pod = %name, namespace = %ns, error = %e, "node agent: cannot start the pod yet");
+                let status = serde_json::json!({"status": {"phase": "Pending", "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": "False", "reason": "CreateContainerConfigError", "message": e}
+                ]}});
+                let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await;
+                let waited = tokio::time::timeout(MAX_PROBE_PERIOD, stop.wait_for(|s| *s != Stop::No))
+                    .await
+                    .map(|r| r.map(|s| *s));
+                if waited.is_ok() || shutdown.is_cancelled() {
+                    if matches!(waited, Ok(Ok(Stop::Graceful(_)))) {
+                        finish_deletion(&shared, &pod).await;
+                    }
+                    release_ip(&shared, ip);
+                    return;
+                }
             }
-            return;
         }
     };
     let restart_policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());

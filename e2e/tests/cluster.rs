@@ -237,6 +237,34 @@ async fn a_log_cluster_lives_on_a_real_control_plane() {
     let lines = query(&http, querier, "first").await.expect("query");
     assert_eq!(lines.len(), 500);
 
+    // Field ownership: the operator owns its children's fields through server-side apply. A user
+    // applying a field it owns without --force-conflicts is refused with a conflict naming it;
+    // `kubectl scale` (the scale subresource) goes through, and the operator takes it back.
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    let theirs = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "logs-distributor"},
+        "spec": {"replicas": 2}});
+    match sts.patch("logs-distributor", &PatchParams::apply("kubectl"), &Patch::Apply(&theirs)).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 409, "{}", e.message);
+            assert!(e.message.contains("norn-operator") && e.message.contains(".spec.replicas"), "{}", e.message);
+        }
+        other => panic!("a conflicting apply was not refused: {other:?}"),
+    }
+    sts.patch_scale("logs-distributor", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}})))
+        .await
+        .expect("kubectl scale");
+    eventually("the operator to restore the distributor's replicas", QUICK, || async {
+        let s = sts.get("logs-distributor").await.ok()?;
+        let back = s.spec.as_ref()?.replicas == Some(1);
+        let owner = s.metadata.managed_fields.iter().flatten().any(|m| {
+            m.manager.as_deref() == Some("norn-operator")
+                && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+        });
+        let extra_gone = pods.get_opt("logs-distributor-1").await.ok()?.is_none();
+        (back && owner && extra_gone).then_some(())
+    })
+    .await;
+
     // A template change under continuous pushes: the ingesters roll one at a time, and the
     // leader is killed mid-rollout; the other replica takes the Lease and finishes it.
     let acked = Arc::new(Mutex::new(Vec::<usize>::new()));
