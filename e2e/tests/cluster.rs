@@ -223,7 +223,7 @@ async fn a_log_cluster_lives_on_a_real_control_plane() {
     assert!(status.conditions.iter().any(|c| c.type_ == "Degraded" && c.status == "False"), "{:?}", status.conditions);
     let (columns, cells) = table(&client).await;
     assert_eq!(columns, ["Name", "Ready", "Reason", "Ingesters", "RF", "Age"]);
-    assert_eq!(cells[..5], [json!(NAME), json!("True"), cells[2].clone(), json!(3), json!(3)], "{cells:?}");
+    assert_eq!(cells[..5], [json!(NAME), json!("True"), json!("AllReplicasReady"), json!(3), json!(3)], "{cells:?}");
     let reasons = eventually("the Created and Ready events", QUICK, || async {
         let r = event_reasons(&client).await;
         (r.contains(&"Created".to_string()) && r.contains(&"Ready".to_string())).then_some(r)
@@ -304,6 +304,10 @@ async fn a_log_cluster_lives_on_a_real_control_plane() {
     let lc = ready(&lcs, SLOW).await;
     let rollout = lc.status.as_ref().and_then(|s| s.rollout.clone());
     assert!(rollout.is_none_or(|r| r.phase == norn_operator::crd::RolloutPhase::Done), "{:?}", lc.status);
+    eventually("the RolloutDone event from the new leader", QUICK, || async {
+        event_reasons(&client).await.contains(&"RolloutDone".to_string()).then_some(())
+    })
+    .await;
     let revisions = ingester_revisions(&pods).await;
     assert_eq!(revisions.len(), 1, "every ingester runs one revision: {revisions:?}");
     assert!(revisions.is_disjoint(&old_revisions), "{revisions:?} vs {old_revisions:?}");
@@ -396,6 +400,7 @@ async fn a_log_cluster_lives_on_a_real_control_plane() {
         Vec::<String>::new(),
         "the ring prefix was not cleared"
     );
+    assert!(event_reasons(&client).await.contains(&"Deleting".to_string()));
     // Retained ingester claims stay (whenDeleted: Retain), the compactor's go.
     let claims: Vec<String> = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS)
         .list(&ListParams::default())
