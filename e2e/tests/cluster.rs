@@ -31,7 +31,7 @@ use norn_operator::crd::LogCluster;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use support::{
-    Cluster, OPERATOR_NAMESPACE, Operator, apply, binaries, eventually, install_crds, install_rbac, render_chart,
+    Cluster, OPERATOR_NAMESPACE, Operator, apply, binaries, eventually, install_chart, install_crds, render_chart,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -185,8 +185,10 @@ async fn a_log_cluster_lives_on_a_real_control_plane() {
     // The chart: its CRD, and its RBAC for the operator, exactly as Helm renders them.
     let (manifests, crds) = render_chart();
     install_crds(&client, &crds).await;
-    let rbac = install_rbac(&client, &manifests).await;
-    assert!(rbac.iter().any(|k| k.starts_with("ClusterRole/")), "{rbac:?}");
+    let installed = install_chart(&client, &manifests).await;
+    for kind in ["ServiceAccount/", "ClusterRole/", "ClusterRoleBinding/", "Role/", "RoleBinding/", "Deployment/"] {
+        assert!(installed.iter().any(|k| k.starts_with(kind)), "{kind} not in {installed:?}");
+    }
 
     // Two operator replicas as the chart's service account; one leads.
     let mut operators =

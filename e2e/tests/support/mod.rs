@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
@@ -84,6 +85,15 @@ where
     api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await
 }
 
+/// Server-side applies `obj` as a dry run: validated and defaulted, not stored.
+pub async fn dry_run<K>(api: &Api<K>, obj: &Value) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize,
+{
+    let name = obj["metadata"]["name"].as_str().expect("a name");
+    api.patch(name, &PatchParams::apply(MANAGER).force().dry_run(), &Patch::Apply(obj)).await
+}
+
 /// Renders `charts/norn` with default values through Helm's engine (helm-python-sdk, as the
 /// operator's chart test does): every manifest, and the chart's CRDs.
 pub fn render_chart() -> (Vec<Value>, Vec<Value>) {
@@ -142,9 +152,9 @@ pub async fn install_crds(client: &Client, crds: &[Value]) {
 }
 
 /// Applies the chart's identity and RBAC objects (ServiceAccount, ClusterRole, ClusterRoleBinding,
-/// Role, RoleBinding) exactly as rendered; the Deployment and Service are not applied (the
-/// operator runs as a local process under that service account instead).
-pub async fn install_rbac(client: &Client, manifests: &[Value]) -> Vec<String> {
+/// Role, RoleBinding) exactly as rendered, and its Deployment and Service as a server-side dry
+/// run (the operator runs as a local process under that service account instead).
+pub async fn install_chart(client: &Client, manifests: &[Value]) -> Vec<String> {
     let ns: Api<Namespace> = Api::all(client.clone());
     apply(&ns, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}))
         .await
@@ -161,7 +171,12 @@ pub async fn install_rbac(client: &Client, manifests: &[Value]) -> Vec<String> {
             "ClusterRoleBinding" => apply(&Api::<ClusterRoleBinding>::all(client.clone()), doc).await.map(drop),
             "Role" => apply(&Api::<Role>::namespaced(client.clone(), namespace), doc).await.map(drop),
             "RoleBinding" => apply(&Api::<RoleBinding>::namespaced(client.clone(), namespace), doc).await.map(drop),
-            _ => continue,
+            // Applied as a server-side dry run: the API server validates and defaults them as
+            // it would in `helm install`, but no operator pod is created (the node agent cannot
+            // run the operator's image; the test runs the operator as a process instead).
+            "Deployment" => dry_run(&Api::<Deployment>::namespaced(client.clone(), namespace), doc).await.map(drop),
+            "Service" => dry_run(&Api::<Service>::namespaced(client.clone(), namespace), doc).await.map(drop),
+            other => panic!("the chart renders a {other}; teach install_chart about it"),
         };
         result.unwrap_or_else(|e| panic!("the API server refuses the chart's {kind}: {e}\n{doc:#}"));
         applied.push(format!("{kind}/{}", doc["metadata"]["name"].as_str().unwrap_or_default()));
