@@ -10,6 +10,11 @@
 #     with which the operator's chart test lints and renders charts/norn.
 #   - the OpenTelemetry Python SDK and its OTLP/HTTP exporter in the same .venv, the real client
 #     of the OTLP ingestion test (NORN_OTEL_PYTHON).
+#   - kube-apiserver, kube-controller-manager and their etcd, built from Kubernetes' Go modules by
+#     e2e/control-plane/build.sh (needs go; cached in ~/.cache/norn/control-plane, keyed by
+#     version, so only the first run builds: about 13 minutes on two cores), for the operator's
+#     end-to-end tests on a real control plane (NORN_KUBE_APISERVER, NORN_KUBE_CONTROLLER_MANAGER,
+#     NORN_KUBE_ETCD). openssl (Debian openssl) makes their service-account keys.
 # Then checks formatting and lints, and runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +76,11 @@ export NORN_HELM_PYTHON="$PWD/.venv/bin/python"
 ensure_otel_sdk
 export NORN_OTEL_PYTHON="$PWD/.venv/bin/python"
 export NORN_MOTO_SERVER="$PWD/.venv/bin/moto_server"
+ensure_apt openssl openssl
+control_plane="$(e2e/control-plane/build.sh)"
+export NORN_KUBE_APISERVER="$control_plane/kube-apiserver"
+export NORN_KUBE_CONTROLLER_MANAGER="$control_plane/kube-controller-manager"
+export NORN_KUBE_ETCD="$control_plane/etcd"
 export PATH="$PWD/.venv/bin:$PATH"
 # Keep builds inside the machine: two cores, one shared target directory.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"

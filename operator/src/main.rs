@@ -91,6 +91,12 @@ fn init_tracing(args: &Args) {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // The operator links two rustls providers (kube's ring, and aws-lc-rs through the data
+    // plane's AWS SDK, which config validation pulls in); without a choice rustls panics at the
+    // first HTTPS connection to the API server.
+    if rustls::crypto::ring::default_provider().install_default().is_err() {
+        tracing::debug!("a rustls crypto provider was already installed");
+    }
     let client = Client::try_default().await.context("connecting to Kubernetes")?;
     let identity = match args.identity.clone() {
         Some(id) => id,

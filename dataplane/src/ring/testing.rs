@@ -71,7 +71,12 @@ impl EtcdServer {
     /// which another process could take them) and waits until it serves requests. The error says
     /// how to install etcd when the binary cannot be found.
     pub async fn start() -> Result<Self, String> {
-        let bin = find_etcd()?;
+        Self::start_binary(find_etcd()?).await
+    }
+
+    /// [`EtcdServer::start`] with the etcd binary `bin` (e.g. the etcd the Kubernetes control
+    /// plane of the end-to-end tests runs on).
+    pub async fn start_binary(bin: PathBuf) -> Result<Self, String> {
         let data_dir = unique_dir()?;
         let mut server =
             Self { child: None, bin, data_dir, ports: Ports::default(), log: Arc::new(Mutex::new(VecDeque::new())) };

@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -52,6 +52,8 @@ pub const RETRY: Duration = Duration::from_secs(15);
 /// How often a cluster whose ingesters are being replaced or scaled is looked at again (pod
 /// and StatefulSet changes also trigger a pass at once).
 pub const ROLLOUT_RECHECK: Duration = Duration::from_secs(5);
+/// How often a deleted cluster whose pods still stop is looked at again.
+pub const DRAIN_RECHECK: Duration = Duration::from_secs(2);
 
 /// A reconciliation that failed; it is retried after [`RETRY`].
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,13 @@ pub enum Error {
     /// The ring keys of a deleted cluster could not be forgotten.
     #[error("forgetting ring keys: {0}")]
     Ring(#[from] RingError),
+    /// The cluster is being deleted and its Norn pods still run: the ring is forgotten only once
+    /// they are gone, or they would register in it again (retried after [`DRAIN_RECHECK`]).
+    #[error("waiting for {pods} pods to stop before forgetting the ring")]
+    Draining {
+        /// Pods of the cluster still present.
+        pods: usize,
+    },
     /// Adding or removing the finalizer failed (the source says which).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -113,6 +122,7 @@ impl Error {
             Error::List { .. } | Error::Delete { .. } => "prune",
             Error::Status(_) => "status",
             Error::Ring(_) => "ring_cleanup",
+            Error::Draining { .. } => "draining",
             Error::Ingesters(_) => "ingesters",
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
@@ -181,6 +191,12 @@ async fn reconcile_inner(lc: Arc<LogCluster>, ctx: &Context) -> Result<Action, E
 
 /// What the controller does after a failed reconciliation.
 pub fn error_policy(lc: Arc<LogCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if let Error::Finalizer(e) = error
+        && let kube::runtime::finalizer::Error::CleanupFailed(Error::Draining { pods }) = e.as_ref()
+    {
+        tracing::info!(cluster = %lc.name_any(), namespace = ?lc.namespace(), pods, "deleting: waiting for pods to stop");
+        return Action::requeue(DRAIN_RECHECK);
+    }
     tracing::warn!(cluster = %lc.name_any(), namespace = ?lc.namespace(), error = %error, "reconcile failed");
     Action::requeue(RETRY)
 }
@@ -301,6 +317,9 @@ async fn write_status(
 
 async fn cleanup(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
     let ring = RingLocation::of(lc);
+    if !ring.managed {
+        stop_pods(lc, ctx).await?;
+    }
     ctx.ring.forget_cluster(&ring).await?;
     let note = if ring.managed {
         "the managed etcd is deleted with the cluster".to_string()
@@ -309,6 +328,33 @@ async fn cleanup(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
     };
     ctx.event(&lc.object_ref(&()), EventType::Normal, "Deleting", "Cleanup", note).await;
     Ok(Action::await_change())
+}
+
+/// Deletes the cluster's StatefulSets and fails with [`Error::Draining`] while any of its pods
+/// remain. The garbage collector would delete them too, but only after the LogCluster itself is
+/// gone: pods that outlive the finalizer (distributors heartbeating, ingesters flushing on
+/// SIGTERM) write their ring entries again into the external etcd it just cleared. The
+/// ingesters flush to the object store on the way out, within their grace period.
+async fn stop_pods(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {
+    let namespace = lc.namespace().ok_or_else(|| Error::MissingNamespace(lc.name_any()))?;
+    let selector = crate::build::names::Names::new(&lc.name_any()).children_selector();
+    let lp = ListParams::default().labels(&selector);
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let list = sets.list(&lp).await.map_err(|source| Error::List { kind: "StatefulSet", source })?;
+    for set in list.items.iter().filter(|s| s.metadata.deletion_timestamp.is_none()) {
+        let name = set.name_any();
+        match sets.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => return Err(Error::Delete { kind: "StatefulSet", name, source }),
+        }
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let left = pods.list(&lp).await.map_err(|source| Error::List { kind: "Pod", source })?.items.len();
+    if left > 0 {
+        return Err(Error::Draining { pods: left });
+    }
+    Ok(())
 }
 
 /// Runs the controller until `shutdown` is cancelled: watches LogClusters (in `namespace`, or

@@ -420,10 +420,15 @@ async fn deletion_forgets_the_ring_and_removes_the_finalizer() {
     assert_eq!(out.result.expect("cleaned up"), Action::await_change());
     assert_eq!(
         lines(&out.calls),
-        vec!["POST /apis/events.k8s.io/v1/namespaces/observability/events".to_string(), format!("PATCH {LC}")]
+        vec![
+            format!("GET /apis/apps/v1/namespaces/{NS}/statefulsets"),
+            format!("GET /api/v1/namespaces/{NS}/pods"),
+            EVENTS.to_string(),
+            format!("PATCH {LC}")
+        ]
     );
-    assert_eq!(out.calls[0].body["reason"], "Deleting");
-    let remove = &out.calls[1].body;
+    assert_eq!(out.calls[2].body["reason"], "Deleting");
+    let remove = &out.calls[3].body;
     assert_eq!(remove[0], json!({"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER}));
     assert_eq!(remove[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
     let forgotten = out.ring.forgotten.lock().expect("lock").clone();
@@ -435,6 +440,32 @@ async fn deletion_forgets_the_ring_and_removes_the_finalizer() {
             managed: false,
         }]
     );
+}
+
+#[tokio::test]
+async fn deletion_stops_the_pods_before_it_forgets_an_external_ring() {
+    let mut lc = cluster(1, None);
+    lc["spec"]["ring"]["etcd"] = json!({"endpoints": ["http://etcd.infra.svc:2379"]});
+    lc["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let out = run(lc, Fake { existing: outdated_ingesters([true; 3]), ..Fake::default() }).await;
+    let err = out.result.expect_err("pods still run");
+    assert!(
+        matches!(
+            &err,
+            Error::Finalizer(e) if matches!(e.as_ref(), kube::runtime::finalizer::Error::CleanupFailed(Error::Draining { pods: 3 }))
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        lines(&out.calls),
+        vec![
+            format!("GET /apis/apps/v1/namespaces/{NS}/statefulsets"),
+            format!("DELETE /apis/apps/v1/namespaces/{NS}/statefulsets/logs-ingester"),
+            format!("GET /api/v1/namespaces/{NS}/pods"),
+        ]
+    );
+    assert_eq!(out.calls[1].body["propagationPolicy"], "Background");
+    assert!(out.ring.forgotten.lock().expect("lock").is_empty(), "the ring was forgotten while pods run");
 }
 
 #[tokio::test]
