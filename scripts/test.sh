@@ -109,3 +109,11 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+# Every cargo-fuzz target for a short budget, so that a decoder regression is caught
+# (scripts/fuzz.sh, docs/reliability.md); NORN_FUZZ_SECONDS=0 skips it, longer runs take the
+# script's argument.
+fuzz_seconds="${NORN_FUZZ_SECONDS:-20}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+    log "fuzzing every target for ${fuzz_seconds}s"
+    scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -14,6 +14,8 @@ pub mod entry;
 pub mod error;
 pub mod etcd;
 pub mod frontend;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingester;
 pub mod labels;
 pub mod limits;

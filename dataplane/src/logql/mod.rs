@@ -37,7 +37,7 @@ pub use ast::*;
 pub use error::{ParseError, ParseErrorKind};
 pub use goregex::GoRegex;
 pub use ip::IpPattern;
-pub use parser::MAX_QUERY_BYTES;
+pub use parser::{MAX_NESTING_DEPTH, MAX_QUERY_BYTES};
 pub use pattern::{Pattern, PatternNode};
 pub use pretty::pretty;
 pub(crate) use units::{parse_go_duration, parse_go_float};

@@ -18,11 +18,17 @@ use super::units::{fmt_go_float_6, parse_go_float};
 /// Loki rejects queries of this many bytes or more.
 pub const MAX_QUERY_BYTES: usize = 5120;
 
-/// Deepest nesting a query may have: parentheses, aggregations and binary operations (and
-/// label filters inside a pipeline) each count a level. Loki has no such limit (Go stacks
-/// grow); here it keeps the parser, the printer and the evaluator, which recurse over the
-/// tree, inside a thread's stack. Dashboards nest a few levels; 5120 bytes could nest 2500.
-pub const MAX_DEPTH: usize = 128;
+/// Deepest nesting a query may have: parentheses, aggregations, binary operations and label
+/// filter `and`/`or` chains each add a level. Parsing, printing and evaluating recurse once per
+/// level, and a query of [`MAX_QUERY_BYTES`] can otherwise nest over 2500 levels, which
+/// overflows the 2 MiB stack of a tokio worker. Loki has no such limit (Go stacks grow); real
+/// queries stay far below it.
+pub const MAX_NESTING_DEPTH: usize = 64;
+
+/// Bound on the parser's own recursion, looser than [`MAX_NESTING_DEPTH`] because the printed
+/// form of a tree may take several parser levels per tree level (`((a + b) + c)`: parentheses
+/// and the right operand of each operation), and printed queries must parse back.
+const MAX_PARSE_RECURSION: usize = 2 * MAX_NESTING_DEPTH;
 
 /// A parsed operand: a log query is only valid where the grammar allows it, and a binary
 /// operation with a log leg is reported after parsing.
@@ -37,7 +43,7 @@ pub(crate) struct Parser<'a> {
     pos: usize,
     /// The first error found while validating, reported if parsing otherwise succeeds.
     deferred: Option<ParseError>,
-    /// Levels of nesting open at the current token ([`MAX_DEPTH`]).
+    /// Recursion depth of [`Self::nested`] calls, bounded by [`MAX_PARSE_RECURSION`].
     depth: usize,
 }
 
@@ -61,10 +67,30 @@ impl<'a> Parser<'a> {
         if let Some(err) = self.deferred {
             return Err(err);
         }
+        // Chains such as `a + b + c` and `x="1" or y="2" or ...` are parsed in a loop, so the
+        // tree can be deeper than the parser's recursion was.
+        let depth = match &node {
+            Node::Log(l) => log_depth(l),
+            Node::Sample(s) => sample_depth(s),
+        };
+        if depth > MAX_NESTING_DEPTH {
+            return Err(too_deep(0));
+        }
         Ok(match node {
             Node::Log(l) => Expr::Log(l),
             Node::Sample(s) => Expr::Sample(s),
         })
+    }
+
+    /// Runs `f` one recursion level deeper; an error past [`MAX_PARSE_RECURSION`].
+    pub(crate) fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, ParseError>) -> Result<T, ParseError> {
+        if self.depth >= MAX_PARSE_RECURSION {
+            return Err(too_deep(self.tok().start));
+        }
+        self.depth += 1;
+        let result = f(self);
+        self.depth -= 1;
+        result
     }
 
     // ---- token helpers -------------------------------------------------------------------
@@ -157,31 +183,14 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Opens a level of nesting; an error past [`MAX_DEPTH`]. A failed parse is abandoned, so
-    /// only successful paths close their levels ([`Parser::leave`]).
-    pub(crate) fn enter(&mut self) -> Result<(), ParseError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            let msg = format!(
-                "query nests too deeply: more than {MAX_DEPTH} levels of parentheses, aggregations, binary operations or label filters"
-            );
-            return Err(ParseError::invalid(msg, self.tok().start));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn leave(&mut self, levels: usize) {
-        self.depth -= levels;
-    }
-
     // ---- expressions ---------------------------------------------------------------------
 
     /// Precedence climbing over binary operators; `min_prec` is the lowest precedence accepted.
-    /// Every operator of a chain deepens the (left-leaning) tree by a level, like a nested
-    /// operand does.
     pub(crate) fn expr(&mut self, min_prec: u8) -> Result<Node, ParseError> {
-        self.enter()?;
-        let mut levels = 1;
+        self.nested(|p| p.expr_unbounded(min_prec))
+    }
+
+    fn expr_unbounded(&mut self, min_prec: u8) -> Result<Node, ParseError> {
         let mut lhs = self.unary()?;
         while let Some(op) = binop_kind(self.kind()) {
             let prec = op.precedence();
@@ -190,13 +199,10 @@ impl<'a> Parser<'a> {
             }
             let offset = self.tok().start;
             self.bump();
-            self.enter()?;
-            levels += 1;
             let modifier = self.bin_modifier()?;
             let rhs = self.expr(if op.right_assoc() { prec } else { prec + 1 })?;
             lhs = self.binop(op, modifier, lhs, rhs, offset);
         }
-        self.leave(levels);
         Ok(lhs)
     }
 
@@ -584,4 +590,39 @@ fn go_atoi(s: &str) -> Option<i64> {
         return None;
     }
     s.parse().ok()
+}
+
+fn too_deep(offset: usize) -> ParseError {
+    ParseError::invalid(format!("query is nested too deeply (more than {MAX_NESTING_DEPTH} levels)"), offset)
+}
+
+/// Depth of a metric query's tree: every aggregation and binary operation is a level, plus the
+/// depth of the label filters of the log queries it reads.
+fn sample_depth(e: &SampleExpr) -> usize {
+    1 + match e {
+        SampleExpr::RangeAggregation(r) => {
+            let post = r.range.unwrap.iter().flat_map(|u| &u.post_filters).map(filter_depth).max();
+            log_depth(&r.range.selector).max(post.unwrap_or(0))
+        }
+        SampleExpr::VectorAggregation(v) => sample_depth(&v.expr),
+        SampleExpr::BinOp(b) => sample_depth(&b.lhs).max(sample_depth(&b.rhs)),
+        SampleExpr::LabelReplace(l) => sample_depth(&l.expr),
+        SampleExpr::Literal(_) | SampleExpr::Vector(_) => 0,
+    }
+}
+
+/// Depth of a log query: that of its deepest label filter expression.
+fn log_depth(l: &LogExpr) -> usize {
+    let filters = l.stages.iter().filter_map(|s| match s {
+        Stage::LabelFilter(f) => Some(filter_depth(f)),
+        _ => None,
+    });
+    1 + filters.max().unwrap_or(0)
+}
+
+fn filter_depth(f: &LabelFilter) -> usize {
+    1 + match f {
+        LabelFilter::And(a, b) | LabelFilter::Or(a, b) => filter_depth(a).max(filter_depth(b)),
+        _ => 0,
+    }
 }

@@ -269,14 +269,12 @@ impl Parser<'_> {
     /// binds loosest, `and` tighter; `,` and juxtaposition take everything to their right (the
     /// grammar's shift preference), so `a, b or c` is `a and (b or c)`.
     pub(crate) fn label_filter(&mut self, min_prec: u8) -> Result<LabelFilter, ParseError> {
-        self.enter()?;
-        let mut levels = 1;
+        self.nested(|p| p.label_filter_unbounded(min_prec))
+    }
+
+    fn label_filter_unbounded(&mut self, min_prec: u8) -> Result<LabelFilter, ParseError> {
         let mut lhs = self.label_filter_primary()?;
         loop {
-            if matches!(self.kind(), Tok::Comma | Tok::Ident | Tok::LParen | Tok::And | Tok::Or) {
-                self.enter()?;
-                levels += 1;
-            }
             match self.kind() {
                 Tok::Comma | Tok::Ident | Tok::LParen => {
                     if self.kind() == Tok::Comma {
@@ -304,10 +302,7 @@ impl Parser<'_> {
                     let rhs = self.label_filter(2)?;
                     lhs = LabelFilter::Or(Box::new(lhs), Box::new(rhs));
                 }
-                _ => {
-                    self.leave(levels);
-                    return Ok(lhs);
-                }
+                _ => return Ok(lhs),
             }
         }
     }

@@ -746,20 +746,77 @@ fn pretty_keeps_parentheses_of_split_operands() {
     assert_eq!(parse_expr(&p), Ok(e), "{p}");
 }
 
+/// Queries of `MAX_QUERY_BYTES - 1` bytes nesting as deep as that allows, one per way to nest.
+fn deepest_queries() -> Vec<(&'static str, String)> {
+    let fill = |prefix: &str, open: &str, inner: &str, close: &str| {
+        let n = (MAX_QUERY_BYTES - 1 - prefix.len() - inner.len()) / (open.len() + close.len());
+        format!("{prefix}{}{inner}{}", open.repeat(n), close.repeat(n))
+    };
+    let chain = |first: &str, next: &str| {
+        let n = (MAX_QUERY_BYTES - 1 - first.len()) / next.len();
+        format!("{first}{}", next.repeat(n))
+    };
+    vec![
+        ("parentheses", fill("", "(", "1", ")")),
+        ("aggregations", fill("", "sum(", "vector(1)", ")")),
+        ("label_replace", fill("", "label_replace(", "vector(1)", r#","d","r","s","x")"#)),
+        ("right-associative ^", chain("vector(1)", "^vector(1)")),
+        ("left-associative +", chain("vector(1)", "+vector(1)")),
+        ("label filter parentheses", fill(r#"{a="b"} | "#, "(", r#"x="1""#, ")")),
+        ("label filter juxtaposition", chain(r#"{a="b"} | x="1""#, r#" x="1""#)),
+        ("label filter or", chain(r#"{a="b"} | x="1""#, r#" or x="1""#)),
+        ("label filter and", chain(r#"{a="b"} | x="1""#, r#" and x="1""#)),
+        (
+            "unwrap post filters",
+            format!(
+                "sum_over_time({{a=\"b\"}} | unwrap x | {} [1m])",
+                chain(r#"x="1""#, r#" or x="1""#)[..4900].rsplit_once(" or").unwrap().0
+            ),
+        ),
+    ]
+}
+
+/// Runs `f` on a thread with a tokio worker's default stack (2 MiB), where HTTP handlers parse,
+/// print and evaluate queries.
+fn on_worker_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new().stack_size(2 << 20).spawn(f).unwrap().join().unwrap()
+}
+
 #[test]
-fn nesting_past_max_depth_is_a_parse_error_not_a_stack_overflow() {
-    use super::parser::MAX_DEPTH;
-    let nested = |n: usize| format!("{}count_over_time({{a=\"b\"}}[1m]){}", "sum(".repeat(n), ")".repeat(n));
-    // Each `sum(` is two levels: the aggregation's argument and the expression inside it.
-    assert!(parse_expr(&nested(MAX_DEPTH / 2 - 1)).is_ok());
-    for q in [
-        nested(MAX_DEPTH),
-        format!("{}1{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH)),
-        format!("1{}", "+1".repeat(MAX_DEPTH)),
-        format!("{{a=\"b\"}} | x=\"1\"{}", " or x=\"1\"".repeat(MAX_DEPTH)),
-        format!("{{a=\"b\"}} | x=\"1\"{}", ", x=\"1\"".repeat(MAX_DEPTH)),
-    ] {
-        let err = parse_expr(&q).unwrap_err().to_string();
-        assert!(err.contains("query nests too deeply"), "{q}: {err}");
+fn deeply_nested_queries_are_refused_without_overflowing_the_stack() {
+    // Found by the fuzzer (fuzz/fuzz_targets/logql_roundtrip.rs): 2555 nested parentheses fit
+    // in MAX_QUERY_BYTES and overflowed a 2 MiB stack in a debug build.
+    for (shape, q) in deepest_queries() {
+        assert!(q.len() < MAX_QUERY_BYTES, "{shape}: {} bytes", q.len());
+        let e = on_worker_stack(move || parse_expr(&q).map(drop).unwrap_err());
+        assert_eq!(e.to_string(), "parse error : query is nested too deeply (more than 64 levels)", "{shape}");
+        assert_eq!(e.kind, ParseErrorKind::Invalid, "{shape}");
     }
+}
+
+#[test]
+fn queries_at_the_nesting_limit_parse_print_and_parse_back_on_a_worker_stack() {
+    let d = MAX_NESTING_DEPTH;
+    let shapes = [
+        // The outermost `expr` is a level of its own.
+        format!("{}1{}", "(".repeat(d - 1), ")".repeat(d - 1)),
+        format!("{}vector(1){}", "sum(".repeat(d - 1), ")".repeat(d - 1)),
+        format!("vector(1){}", "+vector(1)".repeat(d - 1)),
+        format!(r#"{{a="b"}} | x="1"{}"#, r#" or x="1""#.repeat(d - 2)),
+        format!(r#"sum(count_over_time({{a="b"}} | x="1"{} [1m]))"#, r#" and x="1""#.repeat(d - 5)),
+    ];
+    for q in shapes {
+        let shown = q[..40].to_string();
+        on_worker_stack(move || {
+            let e = parse_expr(&q).unwrap_or_else(|e| panic!("{shown}: {e}"));
+            assert_eq!(parse_expr(&e.to_string()), Ok(e.clone()), "{shown}");
+            // Pretty printing indents each level, so deep trees print past MAX_QUERY_BYTES.
+            let p = pretty(&e);
+            if p.len() < MAX_QUERY_BYTES {
+                assert_eq!(parse_expr(&p), Ok(e), "{shown}");
+            }
+        });
+    }
+    let one_more = format!("{}vector(1){}", "sum(".repeat(d), ")".repeat(d));
+    assert!(parse_expr(&one_more).is_err());
 }

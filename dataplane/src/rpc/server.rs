@@ -90,7 +90,7 @@ impl tower::Service<http::Request<Body>> for IngesterService {
 }
 
 /// The streams of a push request as the ingester takes them.
-fn push_streams(tenant: &str, req: PushRequest) -> Result<Vec<PushStream>, Status> {
+pub(crate) fn push_streams(tenant: &str, req: PushRequest) -> Result<Vec<PushStream>, Status> {
     let mut out = Vec::with_capacity(req.streams.len());
     for s in req.streams {
         let labels = Labels::parse(&s.labels)

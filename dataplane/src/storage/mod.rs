@@ -40,7 +40,7 @@ mod config;
 mod error;
 mod fs;
 mod index;
-mod index_codec;
+pub(crate) mod index_codec;
 mod memory;
 mod s3;
 pub mod testing;

@@ -118,7 +118,7 @@
 //! deleted by the next checkpoint.
 
 mod checkpoint;
-mod format;
+pub(crate) mod format;
 mod io;
 mod replay;
 mod writer;
