@@ -42,8 +42,8 @@ pub struct ServerTlsConfig {
 }
 
 /// A TLS client's settings (`ingester_client.grpc_client_config`,
-/// `frontend_worker.grpc_client_config`, and the same keys in `ring.etcd`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// `frontend_worker.grpc_client_config`; the same keys, flat, in `ring.etcd`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientTlsConfig {
     pub tls_enabled: bool,

@@ -1,7 +1,8 @@
 //! TLS between every role and for clients, with certificates made by the test (rcgen): an
 //! ingester whose gRPC server requires client certificates, a distributor and querier that
-//! call it with one and serve HTTPS requiring client certificates too. A client with a
-//! certificate pushes and reads back; one without is refused.
+//! call it with one and serve HTTPS requiring client certificates too, and an etcd ring store
+//! that serves only HTTPS with client certificates. A client with a certificate pushes and reads
+//! back; one without is refused, by the roles and by etcd.
 
 mod common;
 
@@ -9,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{eventually, now_ns, proto_body, start_norn, urlencode};
-use norn::ring::testing::EtcdServer;
+use norn::ring::config::EtcdConfig;
+use norn::ring::kv::{EtcdKv, KvStore};
+use norn::ring::testing::{EtcdServer, EtcdTls};
 use norn::testing::NornProcess;
+use norn::tls::ClientTlsConfig;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -64,10 +68,45 @@ async fn mutual_tls_between_every_role_and_clients_without_certificates_are_refu
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
-    let etcd = EtcdServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    // etcd too serves only HTTPS and requires client certificates.
+    let client_tls = ClientTlsConfig {
+        tls_enabled: true,
+        tls_cert_path: Some(pki.dir.join("client.pem")),
+        tls_key_path: Some(pki.dir.join("client-key.pem")),
+        tls_ca_path: Some(pki.dir.join("ca.pem")),
+        tls_server_name: String::new(),
+    };
+    let etcd = EtcdServer::start_tls(EtcdTls {
+        cert_file: pki.dir.join("server.pem"),
+        key_file: pki.dir.join("server-key.pem"),
+        client_ca_file: pki.dir.join("ca.pem"),
+        client: client_tls.clone(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let no_cert = ClientTlsConfig { tls_cert_path: None, tls_key_path: None, ..client_tls };
+    for (who, cfg) in [
+        ("no client certificate", etcd.config().with_tls(&no_cert)),
+        ("plain HTTP", EtcdConfig { endpoints: vec![etcd.endpoint()], ..EtcdConfig::default() }),
+    ] {
+        let cfg = EtcdConfig { request_timeout: norn::config::units::Dur(Duration::from_secs(1)), ..cfg };
+        let kv = EtcdKv::connect(&cfg).await.unwrap();
+        let got = kv.get("tls-test/ring").await;
+        assert!(got.is_err(), "etcd answered a client with {who}: {got:?}");
+    }
+    let etcd_tls = [
+        "--ring.etcd.tls-enabled=true".to_string(),
+        format!("--ring.etcd.tls-cert-path={}", pki.path("client.pem")),
+        format!("--ring.etcd.tls-key-path={}", pki.path("client-key.pem")),
+        format!("--ring.etcd.tls-ca-path={}", pki.path("ca.pem")),
+    ];
     let ring = [
         "--ring.store=etcd".to_string(),
         format!("--ring.etcd.endpoints={}", etcd.endpoint()),
+        etcd_tls[0].clone(),
+        etcd_tls[1].clone(),
+        etcd_tls[2].clone(),
+        etcd_tls[3].clone(),
         "--ring.prefix=tls-test/".into(),
         "--ring.heartbeat-period=1s".into(),
         "--replication-factor=1".into(),
@@ -148,6 +187,6 @@ async fn mutual_tls_between_every_role_and_clients_without_certificates_are_refu
     let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/ready", addr.port())).send().await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success(), "plain HTTP answered");
     println!(
-        "FIGURE tls: 100 lines pushed and read back over mTLS (HTTPS + gRPC); without a client certificate: {err}"
+        "FIGURE tls: 100 lines pushed and read back over mTLS (HTTPS, gRPC, etcd); without a client certificate: {err}"
     );
 }

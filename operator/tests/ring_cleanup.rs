@@ -28,6 +28,7 @@ async fn client(endpoint: &str) -> Client {
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         credentials: None,
+        tls: Default::default(),
     };
     Client::connect(&options).await.expect("connect")
 }

@@ -28,7 +28,10 @@
 //! instead of serving stale data. Open watch streams send HTTP/2 keep-alive pings, so a watch on
 //! a silently dead etcd fails within about [`KEEP_ALIVE_INTERVAL`] + [`KEEP_ALIVE_TIMEOUT`].
 //!
-//! Only plain-HTTP endpoints are supported (`host:port` or `http://host:port`).
+//! Endpoints are `host:port`, `http://host:port` or, with TLS on ([`ClientOptions::tls`]: the
+//! `ring.etcd.tls_*` keys), `https://host:port`: the client then verifies the member's
+//! certificate against `tls_ca_path` and presents `tls_cert_path` when etcd asks for client
+//! certificates (`--client-cert-auth`).
 
 pub mod proto;
 #[cfg(test)]
@@ -52,6 +55,8 @@ use proto::{
     RangeRequest, RangeResponse, RequestUnion, TxnRequest, TxnResponse, WatchCreateRequest, WatchRequest,
     WatchResponse,
 };
+
+use crate::tls::ClientTlsConfig;
 
 /// HTTP/2 keep-alive ping period while a stream (a watch) is open: how fast a silently dead
 /// etcd is noticed by a watcher. etcd refuses pings more frequent than its
@@ -84,6 +89,8 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// User name and password, when etcd has authentication on.
     pub credentials: Option<(String, String)>,
+    /// TLS to the members (off by default).
+    pub tls: ClientTlsConfig,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -93,6 +100,7 @@ impl fmt::Debug for ClientOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -166,8 +174,7 @@ impl Client {
         if options.endpoints.is_empty() {
             return Err(EtcdError::Invalid("no etcd endpoints configured".into()));
         }
-        let endpoints =
-            options.endpoints.iter().map(|e| endpoint(e, options.connect_timeout)).collect::<Result<Vec<_>, _>>()?;
+        let endpoints = options.endpoints.iter().map(|e| endpoint(e, options)).collect::<Result<Vec<_>, _>>()?;
         let current = Current { index: 0, grpc: tonic::client::Grpc::new(endpoints[0].connect_lazy()) };
         let client = Self {
             shared: Arc::new(Shared {
@@ -361,19 +368,24 @@ fn not_ready(e: tonic::transport::Error) -> Status {
 }
 
 /// The tonic endpoint of `host:port` or `http://host:port`.
-fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, EtcdError> {
-    if addr.starts_with("https://") {
-        return Err(EtcdError::Invalid(format!("etcd endpoint {addr}: TLS is not supported")));
+fn endpoint(addr: &str, options: &ClientOptions) -> Result<Endpoint, EtcdError> {
+    let tls = &options.tls;
+    let (scheme, rest) = match addr.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => (tls.scheme(), addr),
+    };
+    if scheme != tls.scheme() {
+        let why = if tls.tls_enabled { "TLS is on (tls_enabled)" } else { "TLS is off (tls_enabled: false)" };
+        return Err(EtcdError::Invalid(format!("etcd endpoint {addr}: {scheme}:// but {why}")));
     }
-    let url = if addr.starts_with("http://") { addr.to_string() } else { format!("http://{addr}") };
-    let endpoint = Endpoint::from_shared(url)
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{rest}"))
         .map_err(|e| EtcdError::Invalid(format!("invalid etcd endpoint {addr:?}: {e}")))?
-        .connect_timeout(connect_timeout)
+        .connect_timeout(options.connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .keep_alive_while_idle(false);
-    Ok(endpoint)
+    tls.apply("ring.etcd", endpoint).map_err(|e| EtcdError::Invalid(e.to_string()))
 }
 
 /// An open watch: the responses of one `/etcdserverpb.Watch/Watch` stream.

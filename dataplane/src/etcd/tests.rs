@@ -12,6 +12,7 @@ fn options(endpoints: Vec<String>) -> ClientOptions {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(2),
         credentials: None,
+        tls: ClientTlsConfig::default(),
     }
 }
 

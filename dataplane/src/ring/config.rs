@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::kv::{EtcdKv, KvError, KvStore, MemoryKv};
 use super::tokens::DEFAULT_NUM_TOKENS;
 use crate::config::units::Dur;
+use crate::tls::ClientTlsConfig;
 
 /// Who this process is in the ring.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,6 +158,16 @@ pub struct EtcdConfig {
     pub username: String,
     /// Password of `username`.
     pub password: String,
+    /// TLS to the members: endpoints are then `https://` (or bare `host:port`).
+    pub tls_enabled: bool,
+    /// PEM client certificate, for an etcd with `--client-cert-auth`.
+    pub tls_cert_path: Option<PathBuf>,
+    /// PEM private key of `tls_cert_path`.
+    pub tls_key_path: Option<PathBuf>,
+    /// PEM certificates of the authorities the members' certificates must be signed by.
+    pub tls_ca_path: Option<PathBuf>,
+    /// Name the members' certificates must carry; each endpoint's host when empty.
+    pub tls_server_name: String,
 }
 
 impl Default for EtcdConfig {
@@ -168,6 +179,36 @@ impl Default for EtcdConfig {
             max_retries: super::kv::DEFAULT_CAS_RETRIES,
             username: String::new(),
             password: String::new(),
+            tls_enabled: false,
+            tls_cert_path: None,
+            tls_key_path: None,
+            tls_ca_path: None,
+            tls_server_name: String::new(),
+        }
+    }
+}
+
+impl EtcdConfig {
+    /// These settings with the `tls_*` keys of `tls`.
+    pub fn with_tls(self, tls: &ClientTlsConfig) -> Self {
+        Self {
+            tls_enabled: tls.tls_enabled,
+            tls_cert_path: tls.tls_cert_path.clone(),
+            tls_key_path: tls.tls_key_path.clone(),
+            tls_ca_path: tls.tls_ca_path.clone(),
+            tls_server_name: tls.tls_server_name.clone(),
+            ..self
+        }
+    }
+
+    /// The client TLS these keys describe.
+    pub fn tls(&self) -> ClientTlsConfig {
+        ClientTlsConfig {
+            tls_enabled: self.tls_enabled,
+            tls_cert_path: self.tls_cert_path.clone(),
+            tls_key_path: self.tls_key_path.clone(),
+            tls_ca_path: self.tls_ca_path.clone(),
+            tls_server_name: self.tls_server_name.clone(),
         }
     }
 }
@@ -224,6 +265,14 @@ impl RingConfig {
             }
             if self.etcd.request_timeout.get().is_zero() {
                 return Err("ring.etcd.request_timeout must be greater than 0".into());
+            }
+            let tls = self.etcd.tls();
+            tls.validate("ring.etcd")?;
+            let scheme = format!("{}://", tls.scheme());
+            if let Some(e) = self.etcd.endpoints.iter().find(|e| e.contains("://") && !e.starts_with(&scheme)) {
+                let why =
+                    if tls.tls_enabled { "ring.etcd.tls_enabled is true" } else { "ring.etcd.tls_enabled is false" };
+                return Err(format!("ring.etcd.endpoints: {e} does not match TLS: {why}"));
             }
         }
         Ok(())

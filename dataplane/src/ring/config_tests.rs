@@ -107,6 +107,15 @@ fn mistakes_are_reported_naming_the_key() {
         (&["--ring.num-tokens=0"], "ring.num_tokens"),
         (&["--instance.id="], "instance.id"),
         (&["--ring.etcd.bogus=1"], "--ring.etcd.bogus"),
+        (&["--ring.store=etcd", "--ring.etcd.endpoints=https://e:2379"], "ring.etcd.tls_enabled is false"),
+        (
+            &["--ring.store=etcd", "--ring.etcd.endpoints=http://e:2379", "--ring.etcd.tls-enabled=true"],
+            "ring.etcd.tls_enabled is true",
+        ),
+        (
+            &["--ring.store=etcd", "--ring.etcd.endpoints=e:2379", "--ring.etcd.tls-cert-path=c.pem"],
+            "ring.etcd.tls_cert_path and ring.etcd.tls_key_path are set together",
+        ),
     ];
     for (args, key) in cases {
         let err = load(args).expect_err(&format!("{args:?} must be refused"));

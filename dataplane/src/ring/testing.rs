@@ -64,6 +64,19 @@ pub struct EtcdServer {
     ports: Ports,
     /// The last lines it printed, to explain a failure.
     log: Arc<Mutex<VecDeque<String>>>,
+    /// HTTPS for clients, when started with [`EtcdServer::start_tls`].
+    tls: Option<EtcdTls>,
+}
+
+/// TLS of a test etcd's client port: its certificate, the authority whose client certificates it
+/// requires (`--client-cert-auth`), and how [`EtcdServer::config`]'s clients connect.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: PathBuf,
+    /// The `ring.etcd.tls_*` keys of a client that may connect.
+    pub client: crate::tls::ClientTlsConfig,
 }
 
 impl EtcdServer {
@@ -77,9 +90,18 @@ impl EtcdServer {
     /// [`EtcdServer::start`] with the etcd binary `bin` (e.g. the etcd the Kubernetes control
     /// plane of the end-to-end tests runs on).
     pub async fn start_binary(bin: PathBuf) -> Result<Self, String> {
+        Self::launch(bin, None).await
+    }
+
+    /// [`EtcdServer::start`] serving clients over HTTPS only, requiring client certificates.
+    pub async fn start_tls(tls: EtcdTls) -> Result<Self, String> {
+        Self::launch(find_etcd()?, Some(tls)).await
+    }
+
+    async fn launch(bin: PathBuf, tls: Option<EtcdTls>) -> Result<Self, String> {
         let data_dir = unique_dir()?;
-        let mut server =
-            Self { child: None, bin, data_dir, ports: Ports::default(), log: Arc::new(Mutex::new(VecDeque::new())) };
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let mut server = Self { child: None, bin, data_dir, ports: Ports::default(), log, tls };
         server.spawn(None).await?;
         Ok(server)
     }
@@ -105,9 +127,13 @@ impl EtcdServer {
         self.child.is_some()
     }
 
-    /// `127.0.0.1:<port>` of the client API.
+    /// `127.0.0.1:<port>` of the client API (HTTPS when started with [`EtcdServer::start_tls`]).
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.ports.client)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// A client configuration for this server with short timeouts, as tests want them.
@@ -116,7 +142,7 @@ impl EtcdServer {
             endpoints: vec![self.endpoint()],
             dial_timeout: Dur(Duration::from_secs(2)),
             request_timeout: Dur(Duration::from_secs(2)),
-            ..EtcdConfig::default()
+            ..self.tls.as_ref().map_or_else(EtcdConfig::default, |t| EtcdConfig::default().with_tls(&t.client))
         }
     }
 
@@ -126,11 +152,17 @@ impl EtcdServer {
     }
 
     async fn spawn(&mut self, ports: Option<Ports>) -> Result<(), String> {
+        let scheme = self.scheme();
         let (client_url, peer_url) = match ports {
-            Some(p) => (format!("http://127.0.0.1:{}", p.client), format!("http://127.0.0.1:{}", p.peer)),
-            None => ("http://127.0.0.1:0".to_string(), "http://127.0.0.1:0".to_string()),
+            Some(p) => (format!("{scheme}://127.0.0.1:{}", p.client), format!("http://127.0.0.1:{}", p.peer)),
+            None => (format!("{scheme}://127.0.0.1:0"), "http://127.0.0.1:0".to_string()),
         };
-        let mut child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file").arg(&tls.cert_file).arg("--key-file").arg(&tls.key_file);
+            cmd.arg("--client-cert-auth").arg("--trusted-ca-file").arg(&tls.client_ca_file);
+        }
+        let mut child = cmd
             .arg("--name")
             .arg("norn-test")
             .arg("--data-dir")

@@ -97,6 +97,7 @@ impl RingCleanup for EtcdRingCleanup {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             credentials: None,
+            tls: Default::default(),
         };
         let client = Client::connect(&options).await.map_err(unavailable)?;
         let (key, range_end) = prefix_range(ring.prefix.as_bytes());

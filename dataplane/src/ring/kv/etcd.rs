@@ -37,7 +37,7 @@ pub struct EtcdKv {
 }
 
 impl EtcdKv {
-    /// A store on the etcd cluster of `cfg.endpoints` (`host:port` or `http://host:port`).
+    /// A store on the etcd cluster of `cfg.endpoints` (`host:port`, `http://host:port`, or `https://host:port` with TLS).
     pub async fn connect(cfg: &EtcdConfig) -> Result<Self, KvError> {
         let credentials = (!cfg.username.is_empty()).then(|| (cfg.username.clone(), cfg.password.clone()));
         let options = ClientOptions {
@@ -45,6 +45,7 @@ impl EtcdKv {
             connect_timeout: cfg.dial_timeout.get(),
             request_timeout: cfg.request_timeout.get(),
             credentials,
+            tls: cfg.tls(),
         };
         let client = Client::connect(&options).await.map_err(map_err)?;
         Ok(Self { client })
