@@ -24,7 +24,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Polls `cond` every 20ms until it returns `Some`, panicking with `what` after `deadline`.
@@ -213,12 +213,18 @@ pub enum Faults {
     /// rate") to their first request and are closed; the others are cut after a random lifetime
     /// of up to `max_life`, mid-request or not.
     Flaky { fail: f64, max_life: Duration },
+    /// A network partition: nothing gets through and nothing is refused. New connections are
+    /// accepted and then hear nothing, open ones stop relaying; all of them are reset when the
+    /// partition ends (as a peer's TCP would after it), so clients see timeouts, not errors.
+    Partitioned,
 }
 
 /// A TCP proxy on `127.0.0.1` in front of a server (an S3 server, an ingester's gRPC port) whose
 /// faults a test switches at runtime ([`Faults`]). Stops when dropped.
 pub struct FaultProxy {
     addr: SocketAddr,
+    /// Where connections go; `None` until [`FaultProxy::set_upstream`] (connections are closed).
+    upstream: Arc<parking_lot::Mutex<Option<SocketAddr>>>,
     mode: tokio::sync::watch::Sender<Faults>,
     /// Cancelled on drop: stops the accept loop and cuts every relayed connection.
     stop: tokio_util::sync::CancellationToken,
@@ -227,18 +233,33 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts relaying `127.0.0.1:<free port>` to `upstream`.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<FaultProxy> {
+        let proxy = Self::start_unconnected().await?;
+        proxy.set_upstream(upstream);
+        Ok(proxy)
+    }
+
+    /// Starts listening with no upstream yet, for a server that must be told the proxy's address
+    /// before it starts (an ingester's `--instance.addr`); see [`FaultProxy::set_upstream`].
+    pub async fn start_unconnected() -> std::io::Result<FaultProxy> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (mode, watch) = tokio::sync::watch::channel(Faults::Pass);
+        let upstream = Arc::new(parking_lot::Mutex::new(None));
         let stop = tokio_util::sync::CancellationToken::new();
         let until = stop.clone();
+        let to = Arc::clone(&upstream);
         tokio::spawn(async move {
             tokio::select! {
-                _ = proxy_loop(Some(listener), addr, upstream, watch, until.clone()) => {}
+                _ = proxy_loop(Some(listener), addr, to, watch, until.clone()) => {}
                 _ = until.cancelled() => {}
             }
         });
-        Ok(FaultProxy { addr, mode, stop })
+        Ok(FaultProxy { addr, upstream, mode, stop })
+    }
+
+    /// Where new connections are relayed to from now on.
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        *self.upstream.lock() = Some(upstream);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -264,7 +285,7 @@ impl Drop for FaultProxy {
 async fn proxy_loop(
     mut listener: Option<tokio::net::TcpListener>,
     addr: SocketAddr,
-    upstream: SocketAddr,
+    upstream: Arc<parking_lot::Mutex<Option<SocketAddr>>>,
     mut mode: tokio::sync::watch::Receiver<Faults>,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -297,9 +318,18 @@ async fn proxy_loop(
             conn = accepted => {
                 let Some((client, _)) = conn else { continue };
                 let faults = *mode.borrow();
-                tokio::spawn(relay(client, upstream, faults, cut.child_token()));
+                let Some(to) = *upstream.lock() else { continue };
+                tokio::spawn(relay(client, to, faults, mode.clone(), cut.child_token()));
             }
         }
+    }
+}
+
+/// Resolves once the proxy is partitioned (`partitioned`) or no longer is (`!partitioned`);
+/// never if the proxy goes away first.
+async fn partition_change(mode: &mut tokio::sync::watch::Receiver<Faults>, partitioned: bool) {
+    if mode.wait_for(|f| (*f == Faults::Partitioned) == partitioned).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -307,6 +337,7 @@ async fn relay(
     mut client: tokio::net::TcpStream,
     upstream: SocketAddr,
     faults: Faults,
+    mut mode: tokio::sync::watch::Receiver<Faults>,
     cut: tokio_util::sync::CancellationToken,
 ) {
     use rand::Rng;
@@ -337,13 +368,30 @@ async fn relay(
         }
         life = l;
     }
+    if faults == Faults::Partitioned {
+        // Accepted, then silence until the partition ends.
+        tokio::select! {
+            _ = partition_change(&mut mode, false) => {}
+            _ = cut.cancelled() => {}
+        }
+        let _ = client.set_zero_linger();
+        return;
+    }
     let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = cut.cancelled() => {}
-        _ = tokio::time::sleep(life) => {}
+    let partitioned = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+        _ = cut.cancelled() => false,
+        _ = tokio::time::sleep(life) => false,
+        _ = partition_change(&mut mode, true) => true,
+    };
+    if partitioned {
+        // Both ends stay open and hear nothing until the partition ends.
+        tokio::select! {
+            _ = partition_change(&mut mode, false) => {}
+            _ = cut.cancelled() => {}
+        }
     }
     // Dropping both ends closes them; a cut connection is reset rather than finished cleanly.
     let _ = client.set_zero_linger();

@@ -6,7 +6,11 @@
 //! the query's merge drops the duplicate entries. A read is complete when the ingesters that did
 //! not answer are few enough that every acknowledged write is still on one that did (at most
 //! `⌊RF/2⌋` of them, or whole zones with zone awareness: [`ReadSet::tolerates`]); with more
-//! missing the query fails instead of answering with silently partial data.
+//! missing the query fails instead of answering with silently partial data. Once the answers
+//! in make a complete read, the ingesters still working get a grace period (as long again as
+//! the answers took, at least 500 ms) and are then given up on: an ingester behind a network
+//! partition, whose connections hear nothing, costs a query half a second instead of the whole
+//! gRPC deadline.
 //!
 //! [`ReadSet::tolerates`]: crate::ring::replication::ReadSet::tolerates
 
@@ -22,7 +26,7 @@ use crate::labels::{Labels, SharedLabels};
 use crate::logql::Matcher;
 use crate::pattern::StreamPattern;
 use crate::query::{EvalError, MemoryBudget};
-use crate::ring::replication::ReadSet;
+use crate::ring::replication::{ReadSet, RingSnapshot};
 use crate::ring::{RingClient, RingError};
 use crate::rpc::proto::{BlockMsg, SelectRequest, SeriesRequest};
 use crate::rpc::{IngesterClient, IngesterPool, RpcError, matcher_to_msg};
@@ -171,21 +175,28 @@ impl RingIngesters {
                 }
             }
         });
-        let results = futures::future::join_all(calls).await;
-        let mut failed = Vec::new();
-        let mut errors = Vec::new();
+        let (results, stragglers) = gather(&set, &view.snapshot, calls).await;
+        let mut failed = stragglers.clone();
+        let mut errors: Vec<String> = Vec::new();
+        if !stragglers.is_empty() {
+            errors.push(format!(
+                "{} ingester(s) did not answer within {:?} of the others",
+                stragglers.len(),
+                STRAGGLER_GRACE
+            ));
+        }
         let mut out = Vec::with_capacity(results.len());
         for (i, r) in results {
             match r {
                 Ok(v) => out.push(v),
                 Err(e) => {
                     failed.push(i);
-                    errors.push(e);
+                    errors.push(e.to_string());
                 }
             }
         }
         if !set.tolerates(&view.snapshot, &failed) {
-            let listed: Vec<String> = errors.iter().take(3).map(ToString::to_string).collect();
+            let listed: Vec<&str> = errors.iter().take(3).map(String::as_str).collect();
             return Err(EvalError::Storage(format!(
                 "{what}: {} of {} ingesters failed, more than the replication factor allows for a complete answer: {}",
                 failed.len(),
@@ -252,6 +263,51 @@ impl RingIngesters {
     }
 }
 
+/// How long a read waits for the ingesters still working once those that answered make the
+/// answer complete ([`ReadSet::tolerates`] the rest): as long again as the answers took, and at
+/// least this. An ingester that is partitioned away (connections that hear nothing) would
+/// otherwise hold every query for the whole gRPC deadline.
+const STRAGGLER_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs `calls` (one per instance of `set`) to the end, or until the answers so far make the
+/// read complete and the others have had their grace: the finished results, and the instances
+/// given up on.
+async fn gather<T>(
+    set: &ReadSet,
+    snapshot: &RingSnapshot,
+    calls: impl Iterator<Item = impl std::future::Future<Output = (usize, Result<T, RpcError>)>>,
+) -> (Vec<(usize, Result<T, RpcError>)>, Vec<usize>) {
+    use futures::StreamExt;
+    let started = tokio::time::Instant::now();
+    let mut running: futures::stream::FuturesUnordered<_> = calls.collect();
+    let mut pending: BTreeSet<usize> = set.instances.iter().copied().collect();
+    let mut done = Vec::with_capacity(pending.len());
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, running.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => running.next().await,
+        };
+        let Some((i, r)) = next else { break };
+        pending.remove(&i);
+        let ok = r.is_ok();
+        done.push((i, r));
+        // Once the ones still running could all fail without the answer being incomplete,
+        // they get a grace period and no more.
+        if ok && deadline.is_none() && !pending.is_empty() {
+            let mut missing: Vec<usize> = pending.iter().copied().collect();
+            missing.extend(done.iter().filter(|(_, r)| r.is_err()).map(|(i, _)| *i));
+            if set.tolerates(snapshot, &missing) {
+                deadline = Some(tokio::time::Instant::now() + started.elapsed().max(STRAGGLER_GRACE));
+            }
+        }
+    }
+    (done, pending.into_iter().collect())
+}
+
 /// A stream as one ingester sent it (possibly in several parts).
 struct WireStream {
     labels: String,
@@ -269,6 +325,16 @@ fn parse_labels(text: &str) -> Result<SharedLabels, EvalError> {
     Labels::parse(text)
         .map(|l| Arc::new(l.sorted()))
         .map_err(|e| EvalError::Internal(format!("an ingester sent invalid labels {text:?}: {e}")))
+}
+
+/// A block an ingester sent, checked as far as its header goes (its payload when decoded).
+pub(crate) fn block_from_msg(b: BlockMsg) -> Result<BlockHandle, EvalError> {
+    let codec = u8::try_from(b.codec)
+        .ok()
+        .and_then(Codec::from_id)
+        .ok_or_else(|| EvalError::Internal(format!("an ingester sent a block with unknown codec {}", b.codec)))?;
+    BlockHandle::from_wire(meta_of(&b), codec, b.data)
+        .map_err(|e| EvalError::Storage(format!("a block from an ingester: {e}")))
 }
 
 fn meta_of(b: &BlockMsg) -> BlockMeta {
@@ -310,12 +376,7 @@ impl IngesterData for RingIngesters {
                 }),
             };
             for b in s.blocks {
-                let codec = u8::try_from(b.codec).ok().and_then(Codec::from_id).ok_or_else(|| {
-                    EvalError::Internal(format!("an ingester sent a block with unknown codec {}", b.codec))
-                })?;
-                let handle = BlockHandle::from_wire(meta_of(&b), codec, b.data)
-                    .map_err(|e| EvalError::Storage(format!("a block from an ingester: {e}")))?;
-                entry.blocks.push(handle);
+                entry.blocks.push(block_from_msg(b)?);
             }
         }
         let mut out: Vec<MemoryStream> = merged.into_values().collect();
@@ -386,5 +447,86 @@ impl IngesterData for RingIngesters {
             async move { c.patterns(req).await }
         });
         Ok(answers.await?.into_iter().flat_map(|r| r.patterns).map(StreamPattern::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ring::RingDesc;
+    use crate::ring::replication::ReplicationConfig;
+
+    fn rf3() -> (ReadSet, RingSnapshot) {
+        let cfg = ReplicationConfig { replication_factor: 3, zone_awareness: false, heartbeat_timeout: Duration::ZERO };
+        let set = ReadSet { instances: vec![0, 1, 2], max_errors: 1, max_unavailable_zones: 0, zone_aware: false };
+        (set, RingSnapshot::new(&RingDesc::default(), cfg))
+    }
+
+    fn refused(i: usize) -> (usize, Result<u32, RpcError>) {
+        let e =
+            RpcError { addr: format!("i{i}"), kind: crate::error::ErrorKind::Unavailable, message: "refused".into() };
+        (i, Err(e))
+    }
+
+    /// A call that answers after `after`, or never.
+    fn answer(
+        i: usize,
+        after: Option<Duration>,
+    ) -> futures::future::BoxFuture<'static, (usize, Result<u32, RpcError>)> {
+        Box::pin(async move {
+            match after {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+            (i, Ok(i as u32))
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_ingester_is_given_up_on_once_the_others_make_the_read_complete() {
+        let (set, snapshot) = rf3();
+        let started = tokio::time::Instant::now();
+        let calls = vec![
+            answer(0, Some(Duration::from_millis(10))),
+            answer(1, Some(Duration::from_millis(30))),
+            answer(2, None),
+        ];
+        let (done, stragglers) = gather(&set, &snapshot, calls.into_iter()).await;
+        assert_eq!(stragglers, vec![2]);
+        assert_eq!(done.iter().map(|(i, r)| (*i, r.is_ok())).collect::<Vec<_>>(), vec![(0, true), (1, true)]);
+        // The grace starts when the second answer makes the read complete.
+        assert_eq!(started.elapsed(), Duration::from_millis(30) + STRAGGLER_GRACE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_ingesters_within_the_grace_are_waited_for() {
+        let (set, snapshot) = rf3();
+        let slow = STRAGGLER_GRACE + Duration::from_millis(100);
+        // Complete after 10 ms and 600 ms: the grace is as long again, so the third (at 1100 ms,
+        // within 600 + 600) is still waited for.
+        let calls = vec![
+            answer(0, Some(Duration::from_millis(10))),
+            answer(1, Some(slow)),
+            answer(2, Some(slow + Duration::from_millis(500))),
+        ];
+        let (done, stragglers) = gather(&set, &snapshot, calls.into_iter()).await;
+        assert!(stragglers.is_empty());
+        assert_eq!(done.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_do_not_start_the_grace() {
+        let (set, snapshot) = rf3();
+        // One refused and one answering late: both others are needed, nothing is given up on.
+        let calls: Vec<futures::future::BoxFuture<'static, _>> = vec![
+            Box::pin(async { refused(0) }),
+            answer(1, Some(Duration::from_secs(5))),
+            answer(2, Some(Duration::from_secs(9))),
+        ];
+        let (done, stragglers) = gather(&set, &snapshot, calls.into_iter()).await;
+        assert!(stragglers.is_empty());
+        assert_eq!(done.iter().filter(|(_, r)| r.is_ok()).count(), 2);
     }
 }
