@@ -2,6 +2,7 @@
 //! and leader election, and runs the LogCluster controller while it leads.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::events::Reporter;
+use norn::tls::ClientTlsConfig;
 use norn_operator::controller::{self, Context};
 use norn_operator::leader::{self, LeaderConfig, LeaseLock};
 use norn_operator::metrics::Metrics;
@@ -47,6 +49,20 @@ struct Args {
     /// cannot reach it).
     #[arg(long)]
     no_ring_cleanup: bool,
+    /// PEM authorities of the Norn pods' HTTPS certificates (clusters with `spec.tls`), for the
+    /// operator's calls to ingesters during rollouts; the system's roots are trusted besides.
+    #[arg(long)]
+    tls_ca_file: Option<PathBuf>,
+    /// PEM authorities of the certificates of etcd members at `https://` endpoints
+    /// (`spec.ring.etcd.tls`); the system's roots when unset.
+    #[arg(long)]
+    etcd_tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate for etcd members at `https://` endpoints that require one.
+    #[arg(long, requires = "etcd_tls_key_file")]
+    etcd_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `--etcd-tls-cert-file`.
+    #[arg(long, requires = "etcd_tls_cert_file")]
+    etcd_tls_key_file: Option<PathBuf>,
     /// Log filter, e.g. `info` or `norn_operator=debug,info`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
@@ -111,13 +127,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.metrics_addr))?;
     let http = tokio::spawn(norn_operator::http::serve(listener, metrics.clone(), shutdown.clone()));
 
+    // Enabled per ring, for rings at https:// endpoints.
+    let etcd_tls = ClientTlsConfig {
+        tls_enabled: false,
+        tls_cert_path: args.etcd_tls_cert_file.clone(),
+        tls_key_path: args.etcd_tls_key_file.clone(),
+        tls_ca_path: args.etcd_tls_ca_file.clone(),
+        tls_server_name: String::new(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         reporter: Reporter { controller: "norn-operator".into(), instance: Some(identity.clone()) },
         metrics: metrics.clone(),
-        ring: if args.no_ring_cleanup { Arc::new(NoRingCleanup) } else { Arc::new(EtcdRingCleanup::default()) },
-        rings: Arc::new(EtcdRings::default()),
-        ingesters: Arc::new(HttpIngesters::new(INGESTER_REQUEST_TIMEOUT).context("building the HTTP client")?),
+        ring: if args.no_ring_cleanup {
+            Arc::new(NoRingCleanup)
+        } else {
+            Arc::new(EtcdRingCleanup { tls: etcd_tls.clone(), ..EtcdRingCleanup::default() })
+        },
+        rings: Arc::new(EtcdRings::with_tls(etcd_tls)),
+        ingesters: Arc::new(
+            HttpIngesters::new(INGESTER_REQUEST_TIMEOUT, args.tls_ca_file.as_deref())
+                .context("building the HTTP client")?,
+        ),
     });
     let namespace = args.namespace.clone();
     let result = if args.no_leader_election {

@@ -233,6 +233,15 @@ fn check_zones(spec: &LogClusterSpec, problems: &mut Vec<String>) -> Vec<String>
     zones.names.clone()
 }
 
+/// A DNS-1123 subdomain: what a Secret's name must be.
+fn is_dns_subdomain(name: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(ok_char)
+        && name.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+}
+
 fn check_ring(spec: &LogClusterSpec, problems: &mut Vec<String>) {
     let etcd = &spec.ring.etcd;
     match (&etcd.managed, etcd.endpoints.is_empty()) {
@@ -241,13 +250,31 @@ fn check_ring(spec: &LogClusterSpec, problems: &mut Vec<String>) {
         }
         _ => {}
     }
+    let scheme = if etcd.tls.is_some() { "https://" } else { "http://" };
     for e in &etcd.endpoints {
-        let host = e.strip_prefix("http://");
+        let host = e.strip_prefix(scheme);
         if host.is_none_or(|h| h.is_empty() || h.contains('/')) {
-            problems.push(format!(
-                "spec.ring.etcd.endpoints: {e:?} must be an http:// URL without a path (TLS is not supported yet)"
-            ));
+            let why = if etcd.tls.is_some() { "with spec.ring.etcd.tls" } else { "without spec.ring.etcd.tls" };
+            problems.push(format!("spec.ring.etcd.endpoints: {e:?} must be an {scheme} URL without a path ({why})"));
         }
+    }
+    if etcd.tls.is_some() && etcd.managed.is_some() {
+        problems.push("spec.ring.etcd.tls is for an existing etcd; the managed etcd serves plain HTTP".into());
+    }
+    for (field, secret) in [
+        ("spec.tls.secretName", spec.tls.as_ref().map(|t| t.secret_name.as_str())),
+        ("spec.ring.etcd.tls.secretName", etcd.tls.as_ref().map(|t| t.secret_name.as_str())),
+    ] {
+        if let Some(name) = secret
+            && !is_dns_subdomain(name)
+        {
+            problems.push(format!("{field}: {name:?} is not a valid Secret name (a DNS subdomain)"));
+        }
+    }
+    if let Some(t) = &spec.tls
+        && t.server_name.trim().is_empty()
+    {
+        problems.push("spec.tls.serverName must name the DNS SAN of the pods' certificates".into());
     }
     if let Some(m) = &etcd.managed
         && (!(1..=7).contains(&m.replicas) || m.replicas % 2 == 0)

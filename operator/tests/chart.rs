@@ -110,6 +110,7 @@ fn the_chart_lints_renders_and_parses() {
         "default": {},
         "sample": {"sample": {"enabled": true}},
         "namespaced": {"operator": {"watchNamespace": "logs", "leaderElection": false}, "metricsService": {"enabled": false}},
+        "tls": {"operator": {"tlsCaSecret": "norn-ca", "etcdTlsSecret": "etcd-client"}},
     }));
     for (case, rendered) in out["cases"].as_object().expect("cases") {
         let lint = &rendered["lint"];
@@ -135,6 +136,35 @@ fn the_chart_lints_renders_and_parses() {
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert!(container["args"].as_array().expect("args").contains(&json!("--no-leader-election")));
     assert!(container["env"].as_array().expect("env").contains(&json!({"name": "WATCH_NAMESPACE", "value": "logs"})));
+    assert!(container.get("volumeMounts").is_none(), "no TLS Secrets without the values");
+
+    // The operator's TLS Secrets are mounted and named by its flags.
+    let tls = check_manifests("tls", &out["cases"]["tls"]);
+    let deployment = tls.iter().find(|d| d["kind"] == "Deployment").expect("deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let args = pod["containers"][0]["args"].as_array().expect("args");
+    for flag in [
+        "--tls-ca-file=/etc/norn-operator/tls/ca.crt",
+        "--etcd-tls-ca-file=/etc/norn-operator/etcd-tls/ca.crt",
+        "--etcd-tls-cert-file=/etc/norn-operator/etcd-tls/tls.crt",
+        "--etcd-tls-key-file=/etc/norn-operator/etcd-tls/tls.key",
+    ] {
+        assert!(args.contains(&json!(flag)), "{flag} in {args:?}");
+    }
+    assert_eq!(
+        pod["volumes"],
+        json!([
+            {"name": "tls", "secret": {"secretName": "norn-ca"}},
+            {"name": "etcd-tls", "secret": {"secretName": "etcd-client"}},
+        ])
+    );
+    let mounts: Vec<&str> = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(mounts, ["/etc/norn-operator/tls", "/etc/norn-operator/etcd-tls"]);
 }
 
 #[test]

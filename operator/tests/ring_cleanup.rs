@@ -77,8 +77,11 @@ async fn an_unreachable_etcd_keeps_the_finalizer() {
     let mut etcd = start_etcd().await;
     etcd.server.kill();
     let ring = RingLocation { endpoints: vec![etcd.endpoint.clone()], prefix: "norn/a/".into(), managed: false };
-    let cleanup =
-        EtcdRingCleanup { connect_timeout: Duration::from_millis(500), request_timeout: Duration::from_secs(1) };
+    let cleanup = EtcdRingCleanup {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
     let err = cleanup.forget_cluster(&ring).await.expect_err("nothing listens there");
     assert!(matches!(err, RingError::Unavailable { .. }), "{err}");
 }

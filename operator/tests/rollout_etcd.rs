@@ -193,6 +193,7 @@ impl PodApi for SimPods {
                 ready: p.ready,
                 terminating: p.terminating,
                 http_addr: Some(format!("{SET}-{o}:3100")),
+                tls_server_name: None,
             })
             .collect())
     }

@@ -283,6 +283,7 @@ impl PodApi for Pods {
                 ready,
                 terminating,
                 http_addr: addr.map(|a| a.to_string()),
+                tls_server_name: None,
             });
         }
         Ok(out)
@@ -488,7 +489,7 @@ fn done(pass: &Pass) -> bool {
 /// An operator: driver passes, each starting from `status.rollout` as the last pass saved it
 /// (JSON, as in the LogCluster's status), until the rollout is done. Returns the actions taken.
 async fn operate(pods: Pods, ring: ClusterRing, status: Arc<Mutex<Option<String>>>) -> Vec<Action> {
-    let ingesters = HttpIngesters::new(Duration::from_secs(10)).expect("client");
+    let ingesters = HttpIngesters::new(Duration::from_secs(10), None).expect("client");
     let start = Instant::now();
     let mut actions = Vec::new();
     loop {

@@ -21,6 +21,10 @@ pub const DATA_DIR: &str = "/var/lib/norn";
 pub const HTTP_PORT: i32 = 3100;
 /// Port of Norn's gRPC server.
 pub const GRPC_PORT: i32 = 9095;
+/// Where `spec.tls.secretName` is mounted.
+pub const TLS_DIR: &str = "/etc/norn/tls";
+/// Where `spec.ring.etcd.tls.secretName` is mounted.
+pub const ETCD_TLS_DIR: &str = "/etc/norn/etcd-tls";
 
 /// The configuration tree for `spec`, before it is written as YAML.
 ///
@@ -34,6 +38,12 @@ pub const GRPC_PORT: i32 = 9095;
 /// - `spec.retention` turns on `compactor.retention_enabled` and sets `limits.retention_period`,
 ///   `limits.retention_stream`, the tenants' `overrides.<id>.retention_period` and
 ///   `compactor.retention_delete_delay` (over the same keys of `spec.limits`).
+/// - `spec.tls` becomes `http.tls_config` (client certificates verified when given: the
+///   kubelet's probes give none), `grpc.tls_config` (required with
+///   `requireClientCertificates`) and the `grpc_client_config` of `ingester_client` and
+///   `frontend_worker` (the pod's certificate as client certificate, `serverName` checked), all
+///   on the files of the mounted Secret ([`TLS_DIR`]). `spec.ring.etcd.tls` is a command-line
+///   setting, like the rest of the ring (see [`super::statefulset`]).
 pub fn tree(spec: &LogClusterSpec) -> Value {
     let s3 = &spec.object_storage.s3;
     let mut s3_tree = Map::new();
@@ -46,8 +56,35 @@ pub fn tree(spec: &LogClusterSpec) -> Value {
     let mut root = Map::new();
     root.insert("auth".into(), json!({ "enabled": spec.auth_enabled }));
     root.insert("data".into(), json!({ "dir": DATA_DIR }));
-    root.insert("grpc".into(), json!({ "addr": format!("0.0.0.0:{GRPC_PORT}") }));
-    root.insert("http".into(), json!({ "addr": format!("0.0.0.0:{HTTP_PORT}") }));
+    let mut grpc = json!({ "addr": format!("0.0.0.0:{GRPC_PORT}") });
+    let mut http = json!({ "addr": format!("0.0.0.0:{HTTP_PORT}") });
+    if let Some(t) = &spec.tls {
+        let server = |client_auth: &str| {
+            json!({
+                "cert_file": format!("{TLS_DIR}/tls.crt"),
+                "key_file": format!("{TLS_DIR}/tls.key"),
+                "client_ca_file": format!("{TLS_DIR}/ca.crt"),
+                "client_auth_type": client_auth,
+            })
+        };
+        http["tls_config"] = server("VerifyClientCertIfGiven");
+        let grpc_auth =
+            if t.require_client_certificates { "RequireAndVerifyClientCert" } else { "VerifyClientCertIfGiven" };
+        grpc["tls_config"] = server(grpc_auth);
+        let client = json!({
+            "grpc_client_config": {
+                "tls_enabled": true,
+                "tls_cert_path": format!("{TLS_DIR}/tls.crt"),
+                "tls_key_path": format!("{TLS_DIR}/tls.key"),
+                "tls_ca_path": format!("{TLS_DIR}/ca.crt"),
+                "tls_server_name": t.server_name,
+            }
+        });
+        root.insert("ingester_client".into(), client.clone());
+        root.insert("frontend_worker".into(), client);
+    }
+    root.insert("grpc".into(), grpc);
+    root.insert("http".into(), http);
     root.insert("ingester".into(), json!({ "flush_on_shutdown": true }));
     root.insert("storage".into(), json!({ "backend": "s3", "s3": Value::Object(s3_tree) }));
     let mut limits: Map<String, Value> = spec.limits.global.clone().into_iter().collect();

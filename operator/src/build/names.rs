@@ -15,6 +15,9 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_ZONE: &str = "norn.dev/zone";
 /// Pod template annotation: hash of the rendered configuration, so a config change rolls pods.
 pub const ANNOTATION_CONFIG_HASH: &str = "norn.dev/config-hash";
+/// Pod-template annotation with `spec.tls.serverName`: the name the operator checks in a pod's
+/// HTTPS certificate when it calls the pod by IP (absent without TLS).
+pub const ANNOTATION_TLS_SERVER_NAME: &str = "norn.dev/tls-server-name";
 
 /// Value of [`LABEL_NAME`] on Norn's pods.
 pub const APP_NAME: &str = "norn";

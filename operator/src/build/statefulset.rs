@@ -12,6 +12,7 @@
 //! | `--instance.addr` | the pod IP (`$(POD_IP)`) |
 //! | `--instance.zone` | the zone, for zone-aware ingesters |
 //! | `--ring.store`, `--ring.etcd.endpoints`, `--ring.prefix` | the ring in etcd |
+//! | `--ring.etcd.tls-*` | with `spec.ring.etcd.tls`: the files of its Secret, mounted at `/etc/norn/etcd-tls` |
 //! | `--replication-factor` | `spec.replicationFactor` |
 //! | `--frontend-worker.frontend-address` | queriers, when there are query frontends: their headless Service |
 //! | `--query-range.results-cache.cache.memcached-client.addresses` | query frontends, with a managed memcached: each of its servers |
@@ -25,14 +26,14 @@ use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     ObjectFieldSelector, PersistentVolumeClaim, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, ResourceRequirements, SecretKeySelector, Toleration, Volume, VolumeMount, VolumeProjection,
-    WeightedPodAffinityTerm,
+    ProjectedVolumeSource, ResourceRequirements, SecretKeySelector, SecretVolumeSource, Toleration, Volume,
+    VolumeMount, VolumeProjection, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::config::{CONFIG_DIR, CONFIG_FILE, DATA_DIR, GRPC_PORT, HTTP_PORT};
-use super::names::{ANNOTATION_CONFIG_HASH, Component};
+use super::config::{CONFIG_DIR, CONFIG_FILE, DATA_DIR, ETCD_TLS_DIR, GRPC_PORT, HTTP_PORT, TLS_DIR};
+use super::names::{ANNOTATION_CONFIG_HASH, ANNOTATION_TLS_SERVER_NAME, Component};
 use super::{object_meta, volume_claim};
 use crate::validate::ValidCluster;
 
@@ -49,6 +50,10 @@ pub const STATELESS_GRACE_SECONDS: i64 = 45;
 const DATA_VOLUME: &str = "data";
 /// Name of the volume holding the configuration file.
 const CONFIG_VOLUME: &str = "config";
+/// Name of the volume of `spec.tls.secretName`.
+const TLS_VOLUME: &str = "tls";
+/// Name of the volume of `spec.ring.etcd.tls.secretName`.
+const ETCD_TLS_VOLUME: &str = "etcd-tls";
 
 /// Placement and size of one component's pods, taken from its spec.
 struct Placement<'a> {
@@ -270,7 +275,11 @@ fn template(v: &ValidCluster, component: &str, zone: Option<&str>, pod: PodSpec)
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(v.names.component_labels(component, zone)),
-            annotations: Some(BTreeMap::from([(ANNOTATION_CONFIG_HASH.to_string(), v.config_hash.clone())])),
+            annotations: Some(
+                std::iter::once((ANNOTATION_CONFIG_HASH.to_string(), v.config_hash.clone()))
+                    .chain(v.spec.tls.as_ref().map(|t| (ANNOTATION_TLS_SERVER_NAME.to_string(), t.server_name.clone())))
+                    .collect(),
+            ),
             ..Default::default()
         }),
         spec: Some(pod),
@@ -303,6 +312,7 @@ fn pod_spec(v: &ValidCluster, component: Component, zone: Option<&str>, placemen
             http_get: Some(HTTPGetAction {
                 path: Some("/ready".into()),
                 port: IntOrString::String("http".into()),
+                scheme: v.spec.tls.as_ref().map(|_| "HTTPS".into()),
                 ..Default::default()
             }),
             initial_delay_seconds: Some(5),
@@ -324,6 +334,35 @@ fn pod_spec(v: &ValidCluster, component: Component, zone: Option<&str>, placemen
         ]),
         ..Default::default()
     };
+    let mut container = container;
+    let mut volumes = vec![Volume {
+        name: CONFIG_VOLUME.into(),
+        config_map: Some(ConfigMapVolumeSource { name: v.names.config_map(), ..Default::default() }),
+        ..Default::default()
+    }];
+    let secrets = [
+        (TLS_VOLUME, TLS_DIR, v.spec.tls.as_ref().map(|t| &t.secret_name)),
+        (ETCD_TLS_VOLUME, ETCD_TLS_DIR, v.spec.ring.etcd.tls.as_ref().map(|t| &t.secret_name)),
+    ];
+    for (volume, dir, secret) in secrets {
+        let Some(secret) = secret else { continue };
+        volumes.push(Volume {
+            name: volume.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                // Readable by the pod's group (fsGroup), not by everyone.
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+            name: volume.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     PodSpec {
         containers: vec![container],
         automount_service_account_token: Some(false),
@@ -332,11 +371,7 @@ fn pod_spec(v: &ValidCluster, component: Component, zone: Option<&str>, placemen
         node_selector: (!placement.node_selector.is_empty()).then(|| placement.node_selector.clone()),
         tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.to_vec()),
         affinity: Some(affinity(v, component, zone)),
-        volumes: Some(vec![Volume {
-            name: CONFIG_VOLUME.into(),
-            config_map: Some(ConfigMapVolumeSource { name: v.names.config_map(), ..Default::default() }),
-            ..Default::default()
-        }]),
+        volumes: Some(volumes),
         ..Default::default()
     }
 }
@@ -397,6 +432,17 @@ pub fn args(v: &ValidCluster, component: Component, zone: Option<&str>) -> Vec<S
         format!("--ring.prefix={}", v.ring_prefix),
         format!("--replication-factor={}", v.spec.replication_factor),
     ]);
+    if let Some(t) = &v.spec.ring.etcd.tls {
+        args.extend([
+            "--ring.etcd.tls-enabled=true".to_string(),
+            format!("--ring.etcd.tls-cert-path={ETCD_TLS_DIR}/tls.crt"),
+            format!("--ring.etcd.tls-key-path={ETCD_TLS_DIR}/tls.key"),
+            format!("--ring.etcd.tls-ca-path={ETCD_TLS_DIR}/ca.crt"),
+        ]);
+        if let Some(name) = &t.server_name {
+            args.push(format!("--ring.etcd.tls-server-name={name}"));
+        }
+    }
     if component == Component::Querier && v.spec.query_frontend.replicas > 0 {
         // The frontends' headless Service resolves to every ready frontend pod: each querier
         // pulls work from all of them.

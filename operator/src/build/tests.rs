@@ -103,6 +103,51 @@ fn fixture_minimal_defaults() {
     check_fixture("minimal");
 }
 
+#[test]
+fn fixture_tls_everywhere() {
+    check_fixture("tls");
+}
+
+/// With `spec.tls` every role serves HTTPS and mutual TLS on gRPC and calls the others with its
+/// certificate, all on the files of the mounted Secret; with `spec.ring.etcd.tls` the etcd
+/// client presents the other Secret's certificate. Norn's own parser reads back what matters.
+#[test]
+fn tls_secrets_are_mounted_and_configure_every_role() {
+    use norn::tls::ClientAuth;
+    let valid = validate(&load("tls")).expect("valid");
+    let tree: Value = serde_norway::from_str(&valid.config).expect("yaml");
+    let cfg = norn::config::Config::from_tree(tree).expect("norn parses the rendered config");
+    cfg.validate().expect("norn accepts the rendered config");
+    let crt = PathBuf::from("/etc/norn/tls/tls.crt");
+    assert_eq!(cfg.http.tls_config.cert_file.as_deref(), Some(crt.as_path()));
+    assert_eq!(cfg.http.tls_config.client_auth_type, ClientAuth::VerifyClientCertIfGiven);
+    assert_eq!(cfg.grpc.tls_config.client_auth_type, ClientAuth::RequireAndVerifyClientCert);
+    for client in [&cfg.ingester_client.grpc_client_config, &cfg.frontend_worker.grpc_client_config] {
+        assert!(client.tls_enabled);
+        assert_eq!(client.tls_cert_path.as_deref(), Some(crt.as_path()));
+        assert_eq!(client.tls_server_name, "norn.logging.svc");
+    }
+    let children = build(&valid);
+    for set in &children.statefulsets {
+        let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let secrets: Vec<(&str, &str)> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| Some((v.name.as_str(), v.secret.as_ref()?.secret_name.as_deref()?)))
+            .collect();
+        assert_eq!(secrets, vec![("tls", "norn-tls"), ("etcd-tls", "norn-etcd-client")], "{:?}", set.metadata.name);
+        let container = &pod.containers[0];
+        let probe = container.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).unwrap();
+        assert_eq!(probe.scheme.as_deref(), Some("HTTPS"));
+        let args = container.args.as_ref().unwrap();
+        assert!(args.contains(&"--ring.etcd.tls-cert-path=/etc/norn/etcd-tls/tls.crt".to_string()), "{args:?}");
+        assert!(args.contains(&"--ring.etcd.tls-server-name=etcd.infra.svc".to_string()), "{args:?}");
+        let annotations = set.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap();
+        assert_eq!(annotations.get(names::ANNOTATION_TLS_SERVER_NAME).map(String::as_str), Some("norn.logging.svc"));
+    }
+}
+
 fn sts<'a>(c: &'a Children, name: &str) -> &'a StatefulSet {
     c.statefulsets.iter().find(|s| s.metadata.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no {name}"))
 }
@@ -154,7 +199,7 @@ fn a_config_change_changes_every_norn_pod_template() {
 
 #[test]
 fn the_rendered_config_is_what_norn_parses() {
-    for case in ["managed-etcd", "zones", "minimal"] {
+    for case in ["managed-etcd", "zones", "minimal", "tls"] {
         let valid = validate(&load(case)).expect("valid");
         let tree: Value = serde_norway::from_str(&valid.config).expect("yaml");
         let cfg = norn::config::Config::from_tree(tree).expect("norn parses the rendered config");
@@ -237,7 +282,7 @@ fn managed_memcached_serves_every_frontend() {
 /// values the kubelet substitutes.
 #[test]
 fn norn_accepts_the_command_line_of_every_component() {
-    for case in ["managed-etcd", "zones"] {
+    for case in ["managed-etcd", "zones", "tls"] {
         let valid = validate(&load(case)).expect("valid");
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join(config::CONFIG_FILE);

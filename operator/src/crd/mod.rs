@@ -123,6 +123,35 @@ pub struct LogClusterSpec {
     /// How long logs are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionSpec>,
+    /// TLS for Norn's HTTP API and for gRPC between its roles, with certificates from a Secret.
+    /// Unset: plain HTTP and gRPC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// Certificates for every Norn pod of the cluster, from a Secret in the cluster's namespace with
+/// the keys `tls.crt`, `tls.key` and `ca.crt` (what cert-manager writes), mounted at
+/// `/etc/norn/tls`. The HTTP API serves HTTPS and verifies client certificates signed by
+/// `ca.crt` when a client presents one (the kubelet's probes present none); gRPC between the
+/// roles is mutual TLS.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Name every pod's certificate carries (a DNS SAN), which the roles check when they call
+    /// each other by pod IP; e.g. `norn.<namespace>.svc`.
+    #[schemars(length(min = 1, max = 253))]
+    pub server_name: String,
+    /// Whether the gRPC servers require a client certificate signed by `ca.crt` (mutual TLS).
+    /// Default true; false only verifies one that is presented.
+    #[serde(default = "default_true")]
+    pub require_client_certificates: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_replication_factor() -> i32 {
@@ -432,15 +461,39 @@ pub struct RingSpec {
 #[x_kube(
     validation = Rule::new("(has(self.endpoints) && size(self.endpoints) > 0) != has(self.managed)")
         .message("set exactly one of ring.etcd.endpoints and ring.etcd.managed"),
+    validation = Rule::new("!has(self.endpoints) || self.endpoints.all(e, e.startsWith('https://') == has(self.tls))")
+        .message("ring.etcd.endpoints are https:// URLs with ring.etcd.tls and http:// URLs without it"),
+    validation = Rule::new("!has(self.tls) || !has(self.managed)")
+        .message("ring.etcd.tls is for an existing etcd; the managed etcd serves plain HTTP"),
 )]
 pub struct EtcdSpec {
-    /// Client URLs of an existing etcd (`http://etcd.infra.svc:2379`); plain HTTP only for now.
+    /// Client URLs of an existing etcd: `http://etcd.infra.svc:2379`, or `https://...` with
+    /// `tls`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "schema::etcd_endpoints")]
     pub endpoints: Vec<String>,
+    /// TLS to an existing etcd (`endpoints` are then `https://`), with client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EtcdTlsSpec>,
     /// An etcd run by the operator next to the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedEtcdSpec>,
+}
+
+/// Certificates for the etcd client of every Norn pod, from a Secret in the cluster's namespace
+/// with the keys `tls.crt`, `tls.key` (the client certificate etcd's `--client-cert-auth`
+/// checks) and `ca.crt` (the authority of the members' certificates), mounted at
+/// `/etc/norn/etcd-tls`. The operator's own etcd client uses the files given by its
+/// `--etcd-tls-*` flags.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdTlsSpec {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Name the members' certificates carry; each endpoint's host when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 /// An etcd StatefulSet run by the operator.

@@ -17,11 +17,11 @@ pub(super) fn zone_names(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// `ring.etcd.endpoints`: http URLs without a path (no TLS settings exist yet).
+/// `ring.etcd.endpoints`: http or https URLs without a path (which scheme: `ring.etcd.tls`).
 pub(super) fn etcd_endpoints(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
-        "items": { "type": "string", "pattern": "^http://[^/]+$" },
+        "items": { "type": "string", "pattern": "^https?://[^/]+$" },
     })
 }
 

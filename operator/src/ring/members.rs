@@ -216,6 +216,16 @@ pub struct EtcdRings {
     clients: Mutex<HashMap<Vec<String>, Arc<dyn KvStore>>>,
     /// Deadline of each etcd request.
     pub request_timeout: Option<Duration>,
+    /// Client certificate and authorities for rings at `https://` endpoints; see
+    /// [`EtcdRingCleanup::tls`](super::EtcdRingCleanup::tls).
+    pub tls: norn::tls::ClientTlsConfig,
+}
+
+impl EtcdRings {
+    /// Rings at `https://` endpoints are reached with `tls` (its `tls_enabled` is ignored).
+    pub fn with_tls(tls: norn::tls::ClientTlsConfig) -> Self {
+        Self { tls, ..Self::default() }
+    }
 }
 
 impl std::fmt::Debug for EtcdRings {
@@ -231,7 +241,8 @@ impl RingConnector for EtcdRings {
         let store = match clients.get(endpoints) {
             Some(s) => Arc::clone(s),
             None => {
-                let mut cfg = EtcdConfig { endpoints: endpoints.to_vec(), ..EtcdConfig::default() };
+                let tls = super::tls_for(endpoints, &self.tls);
+                let mut cfg = EtcdConfig { endpoints: endpoints.to_vec(), ..EtcdConfig::default() }.with_tls(&tls);
                 if let Some(t) = self.request_timeout {
                     cfg.request_timeout = Dur(t);
                 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use norn::etcd::proto::DeleteRangeRequest;
 use norn::etcd::{Client, ClientOptions, prefix_range};
+use norn::tls::ClientTlsConfig;
 
 use crate::crd::LogCluster;
 use kube::ResourceExt;
@@ -70,12 +71,24 @@ pub struct EtcdRingCleanup {
     pub connect_timeout: Duration,
     /// How long one request may take.
     pub request_timeout: Duration,
+    /// Client certificate and authorities for rings at `https://` endpoints (the operator's
+    /// `--etcd-tls-*` flags); `tls_enabled` is ignored, the endpoints' scheme decides.
+    pub tls: ClientTlsConfig,
 }
 
 impl Default for EtcdRingCleanup {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(5), request_timeout: Duration::from_secs(10) }
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            tls: ClientTlsConfig::default(),
+        }
     }
+}
+
+/// `tls` for a ring at `endpoints`: on exactly when they are `https://` URLs.
+pub fn tls_for(endpoints: &[String], tls: &ClientTlsConfig) -> ClientTlsConfig {
+    ClientTlsConfig { tls_enabled: endpoints.iter().any(|e| e.starts_with("https://")), ..tls.clone() }
 }
 
 #[async_trait]
@@ -97,7 +110,7 @@ impl RingCleanup for EtcdRingCleanup {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             credentials: None,
-            tls: Default::default(),
+            tls: tls_for(&ring.endpoints, &self.tls),
         };
         let client = Client::connect(&options).await.map_err(unavailable)?;
         let (key, range_end) = prefix_range(ring.prefix.as_bytes());

@@ -8,7 +8,7 @@ use kube::{Client, ResourceExt};
 
 use super::{IngesterPod, IngesterSet, PodApi, RolloutError};
 use crate::build::config::HTTP_PORT;
-use crate::build::names::{Component, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_ZONE, Names};
+use crate::build::names::{ANNOTATION_TLS_SERVER_NAME, Component, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_ZONE, Names};
 
 /// Label the StatefulSet controller puts on each pod: the template revision it was made from.
 pub const LABEL_REVISION: &str = "controller-revision-hash";
@@ -100,5 +100,6 @@ pub fn ingester_pod(pod: &Pod) -> Option<IngesterPod> {
             .pod_ip
             .filter(|ip| !ip.is_empty())
             .map(|ip| if ip.contains(':') { format!("[{ip}]:{HTTP_PORT}") } else { format!("{ip}:{HTTP_PORT}") }),
+        tls_server_name: pod.annotations().get(ANNOTATION_TLS_SERVER_NAME).cloned(),
     })
 }

@@ -70,6 +70,9 @@ pub struct IngesterPod {
     pub terminating: bool,
     /// `host:port` of its HTTP API, once it has an IP.
     pub http_addr: Option<String>,
+    /// With `spec.tls`, its HTTP API serves HTTPS with a certificate for this name (the pod's
+    /// `norn.dev/tls-server-name` annotation).
+    pub tls_server_name: Option<String>,
 }
 
 /// An ingester StatefulSet as observed.
@@ -459,6 +462,7 @@ pub async fn drive(
                     ready: false,
                     terminating: false,
                     http_addr: None,
+                    tls_server_name: None,
                 });
             }
         }

@@ -11,6 +11,7 @@ fn pod(name: &str, zone: Option<&str>, revision: &str, ready: bool) -> IngesterP
         ready,
         terminating: false,
         http_addr: None,
+        tls_server_name: None,
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::crd::EtcdTlsSpec;
 
 /// A valid cluster named `name`, with `extra` YAML merged into its spec.
 fn cluster(name: &str, spec_patch: serde_json::Value) -> LogCluster {
@@ -83,7 +84,19 @@ fn exactly_one_ring_store() {
     bad_url.spec.ring.etcd.endpoints = vec!["etcd:2379".into()];
     assert_problem(&bad_url, "\"etcd:2379\" must be an http:// URL");
     bad_url.spec.ring.etcd.endpoints = vec!["https://etcd:2379".into()];
-    assert_problem(&bad_url, "TLS is not supported yet");
+    assert_problem(
+        &bad_url,
+        "\"https://etcd:2379\" must be an http:// URL without a path (without spec.ring.etcd.tls)",
+    );
+    bad_url.spec.ring.etcd.tls = Some(EtcdTlsSpec { secret_name: "etcd-client".into(), server_name: None });
+    assert!(problems(&bad_url).is_empty(), "{:?}", problems(&bad_url));
+    bad_url.spec.ring.etcd.endpoints = vec!["http://etcd:2379".into()];
+    assert_problem(&bad_url, "must be an https:// URL without a path (with spec.ring.etcd.tls)");
+    bad_url.spec.ring.etcd.tls = Some(EtcdTlsSpec { secret_name: "Not_A_Name".into(), server_name: None });
+    assert_problem(&bad_url, "spec.ring.etcd.tls.secretName: \"Not_A_Name\" is not a valid Secret name");
+    let mut managed_tls = cluster("logs", serde_json::json!({}));
+    managed_tls.spec.ring.etcd.tls = Some(EtcdTlsSpec { secret_name: "etcd-client".into(), server_name: None });
+    assert_problem(&managed_tls, "spec.ring.etcd.tls is for an existing etcd");
     let mut prefix = cluster("logs", serde_json::json!({}));
     for p in ["norn/a", "/", ""] {
         prefix.spec.ring.prefix = Some(p.into());
