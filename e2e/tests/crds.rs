@@ -82,7 +82,12 @@ async fn the_api_server_refuses_invalid_log_clusters_with_the_rules_message() {
         (
             "https-ring",
             with(valid_spec(), "ring.etcd.endpoints", json!(["https://etcd:2379"])),
-            "should match '^http://[^/]+$'",
+            "ring.etcd.endpoints are https:// URLs with ring.etcd.tls and http:// URLs without it",
+        ),
+        (
+            "ring-path",
+            with(valid_spec(), "ring.etcd.endpoints", json!(["http://etcd:2379/v3"])),
+            "should match '^https?://[^/]+$'",
         ),
         ("no-ingesters", with(valid_spec(), "ingester.replicas", json!(0)), "should be greater than or equal to 1"),
     ];
