@@ -536,24 +536,44 @@ async fn patterns_across_the_ring_count_each_line_once() {
     );
 }
 
-/// Chaos at RF=3: round after round (`NORN_CHAOS_ROUNDS`, 6 by default), a random ingester is
-/// `kill -9`ed between pushes and restarted, and halfway the querier too; every push is
-/// acknowledged, and at the end the querier counts exactly the acknowledged lines: none lost,
-/// none counted twice.
+/// Chaos at RF=3 under continuous load: for `NORN_CHAOS_SECS` (15 s by default; minutes for
+/// a benchmark run), a random ingester at a time is `kill -9`ed while a client keeps pushing,
+/// and restarted; once, halfway, the querier too. Every push is acknowledged (one ingester down
+/// leaves a quorum), and at the end the querier counts exactly the acknowledged lines: none
+/// lost, none counted twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_of_random_ingester_kills_loses_and_duplicates_nothing() {
     use rand::Rng;
-    let rounds: usize = std::env::var("NORN_CHAOS_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let secs: u64 = std::env::var("NORN_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let budget = Duration::from_secs(secs);
     let mut c = Cluster::start("norn-chaos", "30s").await;
-    let mut load = Load::new("chaos");
     let started = std::time::Instant::now();
+    // The client pushes on its own until told to stop, and hands back what was acknowledged.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pusher = {
+        let (http, url, stop) = (c.http.clone(), c.distributor().url("/loki/api/v1/push"), stop.clone());
+        tokio::spawn(async move {
+            let mut load = Load::new("chaos");
+            while !stop.is_cancelled() {
+                let r = http.post(&url).body(load.next()).send().await.expect("the distributor answers");
+                let status = r.status();
+                assert_eq!(status, StatusCode::NO_CONTENT, "push refused: {}", r.text().await.unwrap_or_default());
+            }
+            load
+        })
+    };
     let mut recoveries = Vec::new();
-    for round in 0..rounds {
-        push_all(&c, &mut load, 3).await;
+    let mut querier_killed = false;
+    let mut rounds = 0;
+    while rounds < 3 || started.elapsed() < budget {
+        rounds += 1;
         let victim = rand::rng().random_range(0..3);
+        // Let the load run a random while before the kill, and while the victim is down.
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(100..600))).await;
         c.ingesters[victim].take().unwrap().kill9();
-        push_all(&c, &mut load, 3).await;
-        if round == rounds / 2 {
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(100..600))).await;
+        if !querier_killed && started.elapsed() >= budget / 2 {
+            querier_killed = true;
             c.querier.take().unwrap().kill9();
             c.querier = Some(c.start_role("querier", "querier-0"));
         }
@@ -566,12 +586,18 @@ async fn chaos_of_random_ingester_kills_loses_and_duplicates_nothing() {
         .await;
         recoveries.push(down.elapsed());
     }
-    push_all(&c, &mut load, 3).await;
-    let counts = c.counts("chaos").await.unwrap();
+    if !querier_killed {
+        c.querier.take().unwrap().kill9();
+        c.querier = Some(c.start_role("querier", "querier-0"));
+    }
+    stop.cancel();
+    let load = pusher.await.expect("every push during the chaos was acknowledged");
+    let counts =
+        eventually("the querier answers after the chaos", DEADLINE, || async { c.counts("chaos").await.ok() }).await;
     let counted: u64 = counts.values().sum();
     recoveries.sort();
     println!(
-        "FIGURE chaos: {rounds} rounds in {:?}, {} lines acknowledged, {counted} counted by the querier ({} lost or duplicated); restart to ACTIVE median {:?}, max {:?}",
+        "FIGURE chaos: {rounds} kills in {:?} under continuous push load, {} lines acknowledged, {counted} counted by the querier ({} lost or duplicated); restart to ACTIVE median {:?}, max {:?}",
         started.elapsed(),
         load.total(),
         counted.abs_diff(load.total()),
