@@ -67,7 +67,7 @@ impl PushTarget for Replicator {
     async fn push(&self, tenant: &str, streams: Vec<PushStream>) -> Result<Discards, PushError> {
         let view = self.ring.view();
         self.pool.prune(&view);
-        let now = self.ring.now_ms();
+        let now = self.ring.health_now_ms();
         let mut tally = vec![Tally::default(); streams.len()];
         // Ring member index → positions of its streams in `streams`.
         let mut targets: HashMap<usize, Vec<usize>> = HashMap::new();

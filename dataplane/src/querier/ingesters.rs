@@ -151,7 +151,7 @@ impl RingIngesters {
     {
         let view = self.ring.view();
         self.pool.prune(&view);
-        let set: ReadSet = match view.snapshot.read_set(self.ring.now_ms()) {
+        let set: ReadSet = match view.snapshot.read_set(self.ring.health_now_ms()) {
             Ok(set) => set,
             // Never read: the ring store has been unreachable since this process started, and
             // answering from the object store alone would silently miss recent data.

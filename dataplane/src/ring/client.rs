@@ -5,9 +5,16 @@
 //! value replaces the view. When the store becomes unreachable the view stays as it was — a
 //! distributor keeps routing writes with the last ring it saw — and the task reconnects with
 //! backoff; the first value of the new watch is the ring as it is then.
+//!
+//! Heartbeats in a view the store cannot refresh grow old without saying anything about the
+//! instances: while the store is unreachable, health is judged at the moment it was lost
+//! ([`RingClient::health_now_ms`]), so an etcd outage longer than `ring.heartbeat_timeout` does
+//! not turn every ingester UNHEALTHY and fail every push. After the store returns, health is
+//! judged as if the outage had not happened for one more `heartbeat_timeout` (time for every
+//! live instance to heartbeat again), then at the real time.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -55,6 +62,11 @@ pub struct RingClient {
     connected: AtomicBool,
     /// How many times the watch was lost.
     watch_failures: AtomicU64,
+    /// When the store was lost (ms; 0: it is not, or it never was reached).
+    lost_at_ms: AtomicI64,
+    /// When the store came back (ms), and how long it had been away.
+    reconnected_at_ms: AtomicI64,
+    outage_ms: AtomicI64,
 }
 
 impl RingClient {
@@ -78,6 +90,9 @@ impl RingClient {
             changed,
             connected: AtomicBool::new(false),
             watch_failures: AtomicU64::new(0),
+            lost_at_ms: AtomicI64::new(0),
+            reconnected_at_ms: AtomicI64::new(0),
+            outage_ms: AtomicI64::new(0),
         })
     }
 
@@ -95,7 +110,7 @@ impl RingClient {
                 _ = shutdown.cancelled() => return,
                 r = self.follow_once() => r,
             };
-            self.connected.store(false, Ordering::Relaxed);
+            self.set_connected(false);
             let n = self.watch_failures.fetch_add(1, Ordering::Relaxed) + 1;
             match outcome {
                 // A watch that delivered something was healthy: start over with short pauses.
@@ -117,7 +132,7 @@ impl RingClient {
     /// One watch, until it fails. `Ok(true)` when it delivered at least one value.
     async fn follow_once(&self) -> Result<bool, KvError> {
         let mut stream = self.kv.watch_key(&self.key).await?;
-        self.connected.store(true, Ordering::Relaxed);
+        self.set_connected(true);
         let mut delivered = false;
         while let Some(item) = stream.next().await {
             match item {
@@ -177,6 +192,38 @@ impl RingClient {
         self.clock.now_ms()
     }
 
+    /// The time heartbeats are judged at: now, except while the store is unreachable (the
+    /// moment it was lost) and for one `heartbeat_timeout` after it returned (now minus the
+    /// outage); see the module docs.
+    pub fn health_now_ms(&self) -> i64 {
+        let now = self.clock.now_ms();
+        let lost = self.lost_at_ms.load(Ordering::Relaxed);
+        if lost != 0 {
+            return lost.min(now);
+        }
+        let back = self.reconnected_at_ms.load(Ordering::Relaxed);
+        let grace = i64::try_from(self.cfg.heartbeat_timeout.as_millis()).unwrap_or(i64::MAX);
+        if back != 0 && now.saturating_sub(back) < grace {
+            return now - self.outage_ms.load(Ordering::Relaxed);
+        }
+        now
+    }
+
+    /// Records the watch being established or lost, and when the store went and came back.
+    fn set_connected(&self, connected: bool) {
+        let was = self.connected.swap(connected, Ordering::Relaxed);
+        let now = self.clock.now_ms();
+        if was && !connected {
+            self.lost_at_ms.store(now, Ordering::Relaxed);
+        } else if !was && connected {
+            let lost = self.lost_at_ms.swap(0, Ordering::Relaxed);
+            if lost != 0 {
+                self.outage_ms.store(now.saturating_sub(lost).max(0), Ordering::Relaxed);
+                self.reconnected_at_ms.store(now, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Whether the watch is established (false while the store is unreachable).
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
@@ -216,20 +263,20 @@ impl RingClient {
     /// The replicas of `key` for `op`, on the latest view.
     pub fn replicas(&self, key: u32, op: Operation) -> Result<(Arc<RingView>, ReplicaSet), RingError> {
         let view = self.view();
-        let set = view.snapshot.replicas(key, op, self.clock.now_ms())?;
+        let set = view.snapshot.replicas(key, op, self.health_now_ms())?;
         Ok((view, set))
     }
 
     /// Every instance a read must ask, on the latest view.
     pub fn read_set(&self) -> Result<(Arc<RingView>, ReadSet), RingError> {
         let view = self.view();
-        let set = view.snapshot.read_set(self.clock.now_ms())?;
+        let set = view.snapshot.read_set(self.health_now_ms())?;
         Ok((view, set))
     }
 
     /// Healthy ACTIVE instances now (the number of distributors for the global rate limit).
     pub fn healthy_active(&self) -> usize {
-        self.view().snapshot.healthy_in_state(super::InstanceState::Active, self.clock.now_ms())
+        self.view().snapshot.healthy_in_state(super::InstanceState::Active, self.health_now_ms())
     }
 
     /// Removes instance `id` from the ring, only if its heartbeat is stale: a healthy instance

@@ -121,6 +121,11 @@ async fn the_client_keeps_its_last_view_while_etcd_is_down() {
     assert_eq!(during.desc, before.desc);
     let (_, set_during) = client.replicas(777, Operation::Write).unwrap();
     assert_eq!(set_during, set_before, "the same replicas as before the outage");
+    // An outage longer than the heartbeat timeout does not age the heartbeats the store could
+    // not refresh: health is judged at the moment etcd was lost.
+    clock.advance(repl().heartbeat_timeout * 2);
+    let (_, set_later) = client.replicas(777, Operation::Write).expect("still routable after the timeout");
+    assert_eq!(set_later, set_before, "the same replicas two heartbeat timeouts into the outage");
     assert!(client.refresh().await.is_err(), "a refresh fails");
     assert_eq!(client.view().version, before.version, "and changes nothing");
 
@@ -129,6 +134,15 @@ async fn the_client_keeps_its_last_view_while_etcd_is_down() {
     let (_, ok) = client.wait_for(WAIT, |v| v.desc.instances.len() == 4).await;
     assert!(ok, "after etcd is back the client follows changes again");
     assert!(client.is_connected());
+    // For one heartbeat timeout after etcd is back the old heartbeats still count (the live
+    // instances heartbeat again within it); after that, those that did not are UNHEALTHY.
+    let (_, set_back) = client.replicas(777, Operation::Write).expect("routable right after etcd is back");
+    assert_eq!(set_back.instances.len(), 3);
+    clock.advance(repl().heartbeat_timeout + Duration::from_secs(1));
+    assert!(
+        client.replicas(777, Operation::Write).is_err(),
+        "nobody heartbeated for a heartbeat timeout after etcd came back: no healthy replicas"
+    );
     shutdown.cancel();
     task.await.unwrap();
 }

@@ -85,7 +85,7 @@ fn wants_json(q: &RingQuery, headers: &HeaderMap) -> bool {
 pub async fn get_ring(State(page): State<Arc<RingPage>>, Query(q): Query<RingQuery>, headers: HeaderMap) -> Response {
     let client = &page.client;
     let ring = client.view();
-    let now = client.now_ms();
+    let now = client.health_now_ms();
     let timeout = client.replication_config().heartbeat_timeout;
     let shards = view(&ring.desc, now, timeout, q.tokens);
     if wants_json(&q, &headers) {

@@ -190,7 +190,7 @@ impl Ruler {
     pub fn peers(&self) -> Vec<String> {
         let view = self.ring.client.view();
         let me = &self.ring.lifecycler.config().id;
-        let now = self.ring.client.now_ms();
+        let now = self.ring.client.health_now_ms();
         view.desc
             .instances
             .iter()
@@ -210,8 +210,11 @@ impl Ruler {
                 return;
             }
         };
-        let owners =
-            OwnerTable::new(&self.ring.client.view().desc, self.ring.client.now_ms(), self.ring.heartbeat_timeout);
+        let owners = OwnerTable::new(
+            &self.ring.client.view().desc,
+            self.ring.client.health_now_ms(),
+            self.ring.heartbeat_timeout,
+        );
         let me = self.ring.lifecycler.config().id.clone();
         let mut wanted: BTreeMap<GroupKey, RuleGroup> = BTreeMap::new();
         for (tenant, namespaces) in all {
