@@ -1,0 +1,250 @@
+//! The needle index of a block: a Bloom filter over the block's high-cardinality tokens, so a
+//! line filter looking for a trace id or a request id can skip a block without decompressing it.
+//!
+//! A **token** is a maximal run of `[A-Za-z0-9_-]` of at least [`MIN_TOKEN_LEN`] bytes that holds
+//! at least one ASCII digit: trace and span ids, UUID groups, request ids, hex hashes. Dotted
+//! IPv4 addresses are not tokens (the dots split them, and their runs are short); words without
+//! digits are not indexed, they are rarely selective. Every line of a block is tokenized on its
+//! own (a run never spans two lines), each distinct token is hashed with xxh3 and set in a
+//! filter of [`BITS_PER_TOKEN`] bits per distinct token with [`PROBES`] probes (double hashing
+//! of the one 64-bit hash): a false positive rate of about 0.8% per looked-up token.
+//!
+//! A substring filter `|= "lit"` can skip a block only for tokens that every matching line holds
+//! *whole*: a token of `lit` bounded on both sides by a non-token byte of `lit` itself. A run
+//! touching the start or the end of `lit` may be part of a longer run in the line (`"abc12345"`
+//! is in `"xabc12345"`), so it says nothing ([`literal_tokens`]). A block is skipped when one of
+//! those tokens is not in its filter; a false positive only costs the decompression it would
+//! have cost anyway, the filter never drops a matching line.
+//!
+//! # Encoded index
+//!
+//! | offset     | size  | field                                                       |
+//! |------------|-------|-------------------------------------------------------------|
+//! | 0          | 1     | index kind, `1` (Bloom filter, xxh3, double hashing)        |
+//! | 1          | 1     | probes `k`                                                  |
+//! | 2          | 2     | reserved, `0`                                               |
+//! | 4          | 4     | `W`, number of 64-bit words of the bit array, u32           |
+//! | 8          | 8 * W | the bit array, u64 little-endian words                      |
+//! | 8 + 8 * W  | 4     | CRC32C of bytes `[0, 8 + 8 * W)`                            |
+//!
+//! `W = 0` is a block without any token: every token lookup answers "absent".
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::ChunkError;
+
+/// Shortest run of token bytes that is indexed.
+pub const MIN_TOKEN_LEN: usize = 8;
+/// Bits of the filter per distinct token.
+pub const BITS_PER_TOKEN: usize = 10;
+/// Probes per token: `10 * ln 2` rounded, the optimum for [`BITS_PER_TOKEN`]; the false
+/// positive rate is `(1 - e^(-k/10))^k` ≈ 0.82%.
+pub const PROBES: u32 = 7;
+/// The one index kind written and read.
+const KIND_BLOOM: u8 = 1;
+/// Kind, probes, reserved and word count.
+const HEADER_LEN: usize = 8;
+
+/// Byte classes: 0 separator, 1 token byte, 2 digit.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            2
+        } else if c.is_ascii_alphabetic() || c == b'_' || c == b'-' {
+            1
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Calls `f` with every token of `line` (see the module doc), in order, duplicates included.
+#[inline]
+pub fn for_each_token(line: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut i = 0;
+    let n = line.len();
+    while i < n {
+        // Skip separators.
+        while i < n && CLASS[line[i] as usize] == 0 {
+            i += 1;
+        }
+        let start = i;
+        let mut digits = 0u8;
+        while i < n {
+            let c = CLASS[line[i] as usize];
+            if c == 0 {
+                break;
+            }
+            digits |= c & 2;
+            i += 1;
+        }
+        if i - start >= MIN_TOKEN_LEN && digits != 0 {
+            f(&line[start..i]);
+        }
+    }
+}
+
+/// The hash of a token as the filter stores it.
+#[inline]
+pub fn token_hash(token: &[u8]) -> u64 {
+    xxh3_64(token)
+}
+
+/// Hashes of the tokens every line containing `literal` holds whole: those bounded on both
+/// sides by a non-token byte of `literal`. Empty when there is none (the index cannot help).
+pub fn literal_tokens(literal: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let n = literal.len();
+    while i < n {
+        while i < n && CLASS[literal[i] as usize] == 0 {
+            i += 1;
+        }
+        let start = i;
+        let mut digits = 0u8;
+        while i < n && CLASS[literal[i] as usize] != 0 {
+            digits |= CLASS[literal[i] as usize] & 2;
+            i += 1;
+        }
+        let bounded = start > 0 && i < n;
+        if bounded && i - start >= MIN_TOKEN_LEN && digits != 0 {
+            out.push(token_hash(&literal[start..i]));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The probe positions of `hash` in a filter of `bits` bits.
+#[inline]
+fn probes(hash: u64, bits: u64) -> impl Iterator<Item = u64> {
+    let h1 = hash & 0xffff_ffff;
+    let h2 = (hash >> 32) | 1;
+    (0..u64::from(PROBES)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
+}
+
+/// Appends the encoded index of the distinct token hashes in `hashes` (sorted and deduplicated
+/// here) to `out`.
+pub(crate) fn encode(hashes: &mut Vec<u64>, out: &mut Vec<u8>) {
+    hashes.sort_unstable();
+    hashes.dedup();
+    let words = (hashes.len() * BITS_PER_TOKEN).div_ceil(64);
+    let start = out.len();
+    out.push(KIND_BLOOM);
+    out.push(PROBES as u8);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(words as u32).to_le_bytes());
+    let mut bitset = vec![0u64; words];
+    let bits = (words * 64) as u64;
+    for &h in hashes.iter() {
+        for p in probes(h, bits) {
+            bitset[(p / 64) as usize] |= 1 << (p % 64);
+        }
+    }
+    for w in bitset {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// A parsed, checked needle index: a view of its bytes in the block.
+#[derive(Clone, Copy, Debug)]
+pub struct NeedleIndex<'a> {
+    /// The bit array, little-endian words.
+    words: &'a [u8],
+    /// Probes per token.
+    probes: u32,
+}
+
+impl<'a> NeedleIndex<'a> {
+    /// Parses and checks (length, kind, CRC32C) an encoded index.
+    pub fn parse(data: &'a [u8]) -> Result<NeedleIndex<'a>, ChunkError> {
+        if data.len() < HEADER_LEN + 4 {
+            return Err(ChunkError::corrupt(format!("needle index of {} bytes", data.len())));
+        }
+        if data[0] != KIND_BLOOM || data[2] != 0 || data[3] != 0 {
+            return Err(ChunkError::corrupt(format!("unknown needle index kind {}", data[0])));
+        }
+        let probes = u32::from(data[1]);
+        let words = u32::from_le_bytes([data[4], data[5], data[6], data[7]]) as usize;
+        if probes == 0 || words.checked_mul(8).and_then(|w| w.checked_add(HEADER_LEN + 4)) != Some(data.len()) {
+            return Err(ChunkError::corrupt(format!("needle index of {words} words in {} bytes", data.len())));
+        }
+        let body = data.len() - 4;
+        let want = u32::from_le_bytes([data[body], data[body + 1], data[body + 2], data[body + 3]]);
+        if crc32c::crc32c(&data[..body]) != want {
+            return Err(ChunkError::corrupt("needle index fails its checksum"));
+        }
+        Ok(NeedleIndex { words: &data[HEADER_LEN..body], probes })
+    }
+
+    /// Whether a token with this [`token_hash`] may be in the block: `false` is certain.
+    pub fn may_contain(&self, hash: u64) -> bool {
+        let bits = (self.words.len() * 8) as u64;
+        if bits == 0 {
+            return false;
+        }
+        let h1 = hash & 0xffff_ffff;
+        let h2 = (hash >> 32) | 1;
+        (0..u64::from(self.probes)).all(|i| {
+            let p = h1.wrapping_add(i.wrapping_mul(h2)) % bits;
+            self.words[(p / 8) as usize] & (1 << (p % 8)) != 0
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(line: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        for_each_token(line.as_bytes(), |t| v.push(String::from_utf8_lossy(t).into_owned()));
+        v
+    }
+
+    #[test]
+    fn tokenizer_keeps_long_runs_with_digits() {
+        assert_eq!(
+            tokens("trace_id=4bf92f3577b34da6 user=alexandra req-2024-01-02 a1b2c3d uuid=123e4567-e89b-12d3"),
+            vec!["trace_id", "4bf92f3577b34da6", "req-2024-01-02", "123e4567-e89b-12d3"]
+                .into_iter()
+                .filter(|t| t.bytes().any(|b| b.is_ascii_digit()))
+                .collect::<Vec<_>>()
+        );
+        assert!(tokens("10.0.0.1 12345678").contains(&"12345678".to_string()));
+        assert!(tokens("no digits here whatsoever").is_empty());
+    }
+
+    #[test]
+    fn literal_tokens_need_both_bounds() {
+        assert!(literal_tokens(b"4bf92f3577b34da6").is_empty());
+        assert!(literal_tokens(b"id=4bf92f3577b34da6").is_empty());
+        assert_eq!(literal_tokens(b"id=4bf92f3577b34da6 "), vec![token_hash(b"4bf92f3577b34da6")]);
+        assert!(literal_tokens(b"\"abc1234\" ").is_empty(), "7 bytes is too short");
+    }
+
+    #[test]
+    fn filter_holds_every_token_and_rejects_most_others() {
+        let mut hashes: Vec<u64> = (0..2000).map(|i| token_hash(format!("tok{i:08}").as_bytes())).collect();
+        let mut out = Vec::new();
+        encode(&mut hashes, &mut out);
+        let idx = NeedleIndex::parse(&out).unwrap();
+        assert!((0..2000).all(|i| idx.may_contain(token_hash(format!("tok{i:08}").as_bytes()))));
+        let fp = (0..20_000).filter(|i| idx.may_contain(token_hash(format!("other{i:08}").as_bytes()))).count();
+        assert!(fp < 400, "{fp} false positives of 20000");
+        let mut bad = out.clone();
+        bad[9] ^= 1;
+        assert!(NeedleIndex::parse(&bad).is_err());
+        let mut empty = Vec::new();
+        encode(&mut Vec::new(), &mut empty);
+        assert!(!NeedleIndex::parse(&empty).unwrap().may_contain(token_hash(b"abcdefg1")));
+    }
+}
