@@ -40,7 +40,9 @@ struct Scratch {
     /// The encoded needle index.
     index: Vec<u8>,
     /// Token hashes of the needle index.
-    hashes: Vec<u64>,
+    tokens: needle::TokenSet,
+    /// Byte-class masks of the tokenizer.
+    masks: Vec<(u64, u64)>,
 }
 
 thread_local! {
@@ -52,19 +54,18 @@ thread_local! {
 pub(crate) fn compress_head(head: &HeadBlock, codec: Codec) -> Result<Option<Block>, ChunkError> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
-        let Scratch { payload, columns, lines, index, hashes } = &mut *scratch;
+        let Scratch { payload, columns, lines, index, tokens, masks } = &mut *scratch;
         let result = (|| {
             let Some((mut meta, columns_end)) = head.write_payload_split(payload) else {
                 return Ok(None);
             };
             codec::compress(codec, &payload[..columns_end], columns)?;
             codec::compress(codec, &payload[columns_end..], lines)?;
-            hashes.clear();
-            for line in head.lines() {
-                needle::for_each_token(line, |t| hashes.push(needle::token_hash(t)));
-            }
+            tokens.clear();
+            let (buf, ends) = head.lines_and_ends();
+            needle::for_each_token_in_lines(buf, ends, masks, |t| tokens.insert(t));
             index.clear();
-            needle::encode(hashes, index);
+            needle::encode(&tokens.hashes, index);
             let too_big = || ChunkError::Compress("compressed block exceeds 4 GiB".into());
             let total = columns.len() + lines.len() + index.len();
             meta.compressed_len = u32::try_from(total).map_err(|_| too_big())?;
@@ -87,8 +88,11 @@ pub(crate) fn compress_head(head: &HeadBlock, codec: Codec) -> Result<Option<Blo
                 *buf = Vec::new();
             }
         }
-        if hashes.capacity() > SCRATCH_KEEP / 8 {
-            *hashes = Vec::new();
+        if tokens.hashes.capacity() > SCRATCH_KEEP / 8 {
+            tokens.hashes = Vec::new();
+        }
+        if masks.capacity() > SCRATCH_KEEP / 16 {
+            *masks = Vec::new();
         }
         result
     })

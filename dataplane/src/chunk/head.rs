@@ -280,9 +280,9 @@ impl HeadBlock {
         self.metadata.as_ref().is_some_and(|md| md.starts.last().is_some_and(|&e| e > 0))
     }
 
-    /// Every line, in append order.
-    pub(crate) fn lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        (0..self.len()).map(|i| self.line(i))
+    /// Every line's bytes concatenated in append order, and each line's end offset in them.
+    pub(crate) fn lines_and_ends(&self) -> (&[u8], &[u32]) {
+        (&self.lines, &self.ends)
     }
 
     fn write_metadata_column(&self, out: &mut Vec<u8>, n: usize, at: impl Fn(usize) -> usize) {

@@ -8,7 +8,11 @@
 //! [`ChunkReader`]: take [`BlockHandle`]s for a time range and decode them into
 //! [`DecodedBlock`]s (timestamps, one buffer holding all lines, a line-offset array and the
 //! structured metadata column) to scan whole blocks with `memchr::memmem`, or walk entries in
-//! timestamp order with [`ChunkReader::iter`].
+//! timestamp order with [`ChunkReader::iter`]. Queries that only count entries or sum line
+//! lengths read a block's timestamp and length columns alone
+//! ([`BlockHandle::decode_columns`]), and substring filters on high-cardinality tokens skip
+//! blocks by their [`needle`] index ([`BlockHandle::may_contain_tokens`]) before decompressing
+//! anything.
 //!
 //! # Encoded chunk layout
 //!
