@@ -7,7 +7,9 @@
 //! digits are not indexed, they are rarely selective. Every line of a block is tokenized on its
 //! own (a run never spans two lines), each distinct token is hashed with xxh3 and set in a
 //! filter of [`BITS_PER_TOKEN`] bits per distinct token with [`PROBES`] probes (double hashing
-//! of the one 64-bit hash): a false positive rate of about 0.8% per looked-up token.
+//! of the one 64-bit hash: probe `i` is bit `((h1 + i * h2) mod 2^32) * m >> 32` of `m`, with
+//! `h1`, `h2` its low and high halves, `h2` odd): a false positive rate of about 0.8% per
+//! looked-up token.
 //!
 //! A substring filter `|= "lit"` can skip a block only for tokens that every matching line holds
 //! *whole*: a token of `lit` bounded on both sides by a non-token byte of `lit` itself. A run
@@ -244,10 +246,12 @@ pub fn literal_tokens(literal: &[u8]) -> Vec<u64> {
 
 /// The probe positions of `hash` in a filter of `bits` bits.
 #[inline]
-fn probes(hash: u64, bits: u64) -> impl Iterator<Item = u64> {
-    let h1 = hash & 0xffff_ffff;
-    let h2 = (hash >> 32) | 1;
-    (0..u64::from(PROBES)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
+fn probes(hash: u64, bits: u64, k: u32) -> impl Iterator<Item = u64> {
+    let h1 = hash as u32;
+    let h2 = (hash >> 32) as u32 | 1;
+    // Probe i is g = h1 + i * h2 (mod 2^32) scaled to [0, bits) by a multiply and a shift: a
+    // division per probe costs more than the rest of the index build together.
+    (0..k).map(move |i| (u64::from(h1.wrapping_add(i.wrapping_mul(h2))) * bits) >> 32)
 }
 
 /// Collects token hashes for [`encode`], dropping most repeats of a token (a constant pod or
@@ -299,7 +303,7 @@ pub(crate) fn encode(hashes: &[u64], out: &mut Vec<u8>) {
     let mut bitset = vec![0u64; words];
     let bits = (words * 64) as u64;
     for &h in hashes.iter() {
-        for p in probes(h, bits) {
+        for p in probes(h, bits, PROBES) {
             bitset[(p / 64) as usize] |= 1 << (p % 64);
         }
     }
@@ -347,12 +351,7 @@ impl<'a> NeedleIndex<'a> {
         if bits == 0 {
             return false;
         }
-        let h1 = hash & 0xffff_ffff;
-        let h2 = (hash >> 32) | 1;
-        (0..u64::from(self.probes)).all(|i| {
-            let p = h1.wrapping_add(i.wrapping_mul(h2)) % bits;
-            self.words[(p / 8) as usize] & (1 << (p % 8)) != 0
-        })
+        probes(hash, bits, self.probes).all(|p| self.words[(p / 8) as usize] & (1 << (p % 8)) != 0)
     }
 }
 
