@@ -146,25 +146,28 @@ pub(crate) fn for_each_token_in_lines(
         scratch.push(masks(&a));
     }
     let words = &scratch[..];
-    let mut done = 0usize; // every run starting before this was handled
     let mut line = 0usize; // the first line ending after the current run's start
     for w in 0..words.len() {
-        let t = words[w].0;
+        let (t, g) = words[w];
         let next = words.get(w + 1).map_or(0, |x| x.0);
-        // Bit i: bytes i..i + 8 are all token bytes, so a run of 8 or more starts at or covers i.
+        let continued = w > 0 && words[w - 1].0 >> 63 != 0;
+        // Bit i: bytes i..i + 8 are all token bytes.
         let x = u128::from(next) << 64 | u128::from(t);
         let x = x & (x >> 1);
         let x = x & (x >> 2);
-        let mut long = (x & (x >> 4)) as u64;
+        let long = (x & (x >> 4)) as u64;
+        // Starts of runs of 8 or more (a run continued from the previous word was handled there).
+        let starts = long & t & !((t << 1) | u64::from(continued));
+        // Of those, keep the runs holding a digit: adding the digits to the bit-reversed word
+        // carries through each digit-holding run onto the separator before its start. A run
+        // at either end of the word may hold digits this cannot see, so it is always kept.
+        let (rt, rg) = (t.reverse_bits(), g.reverse_bits());
+        let digit_starts = (rt.wrapping_add(rg) & !rt).reverse_bits() << 1;
+        let top_start = if t >> 63 != 0 && t != !0 { 1u64 << (64 - t.leading_ones()) } else { 0 };
+        let mut long = starts & (digit_starts | top_start | 1);
         let base = w * 64;
-        if done > base {
-            if done - base >= 64 {
-                continue;
-            }
-            long &= !0u64 << (done - base);
-        }
         while long != 0 {
-            // The first long bit of a run not handled yet is the run's start.
+            // A candidate run's start: find its end and whether it holds a digit.
             let start = base + long.trailing_zeros() as usize;
             let (mut ww, mut off, mut digit) = (w, start - base, false);
             let end = loop {
@@ -203,11 +206,7 @@ pub(crate) fn for_each_token_in_lines(
                     }
                 }
             }
-            done = end;
-            if end - base >= 64 {
-                break;
-            }
-            long &= !0u64 << (end - base);
+            long &= long - 1;
         }
     }
 }
@@ -386,7 +385,14 @@ mod tests {
                 proptest::collection::vec(proptest::sample::select(b"ab9_- =.Z\xc3".to_vec()), 0..150),
                 0..20,
             ),
+            sparse in proptest::bool::ANY,
         ) {
+            // Sparse separators and digits: long runs across 64-byte words, digits far apart.
+            let lines: Vec<Vec<u8>> = if sparse {
+                lines.iter().map(|l| l.iter().map(|&b| match b { b' ' | b'9' => b, b'=' => b'9', _ => b'a' }).collect()).collect()
+            } else {
+                lines
+            };
             let mut want = Vec::new();
             for l in &lines {
                 for_each_token(l, |t| want.push(t.to_vec()));
