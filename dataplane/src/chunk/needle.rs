@@ -123,8 +123,9 @@ fn masks(c: &[u8; 64]) -> (u64, u64) {
 /// [`for_each_token`] over every line of a block at once: `buf` is the lines concatenated and
 /// `ends` the end offset of each line in `buf`, ascending. Calls `f` with the same tokens, in
 /// the same order, as `for_each_token` on each line in turn, but classifies 64 bytes at a time
-/// and looks only at runs of at least [`MIN_TOKEN_LEN`] bytes, several times faster on log
-/// lines (this runs on every block cut). `masks` is scratch space.
+/// into bitmasks and visits only the runs holding a digit (found with one addition per 64
+/// bytes), several times faster on log lines (this runs on every block cut). `scratch` is
+/// scratch space.
 pub(crate) fn for_each_token_in_lines(
     buf: &[u8],
     ends: &[u32],
@@ -146,30 +147,59 @@ pub(crate) fn for_each_token_in_lines(
         scratch.push(masks(&a));
     }
     let words = &scratch[..];
-    let mut line = 0usize; // the first line ending after the current run's start
+    let mut line = 0usize; // the first line ending after the current token's start
+    let mut emit = |start: usize, end: usize, line: &mut usize| {
+        while *line < ends.len() && (ends[*line] as usize) <= start {
+            *line += 1;
+        }
+        if *line >= ends.len() || ends[*line] as usize >= end {
+            f(&buf[start..end]);
+            return;
+        }
+        // The run spans lines: tokenize each line's piece on its own.
+        let mut a = start;
+        while a < end {
+            let b = match ends.get(*line) {
+                Some(&e) if (e as usize) < end => {
+                    *line += 1;
+                    e as usize
+                }
+                _ => end,
+            };
+            let piece = &buf[a..b];
+            if piece.len() >= MIN_TOKEN_LEN && piece.iter().any(u8::is_ascii_digit) {
+                f(piece);
+            }
+            a = b;
+        }
+    };
     for w in 0..words.len() {
         let (t, g) = words[w];
-        let next = words.get(w + 1).map_or(0, |x| x.0);
-        let continued = w > 0 && words[w - 1].0 >> 63 != 0;
-        // Bit i: bytes i..i + 8 are all token bytes.
-        let x = u128::from(next) << 64 | u128::from(t);
-        let x = x & (x >> 1);
-        let x = x & (x >> 2);
-        let long = (x & (x >> 4)) as u64;
-        // Starts of runs of 8 or more (a run continued from the previous word was handled there).
-        let starts = long & t & !((t << 1) | u64::from(continued));
-        // Of those, keep the runs holding a digit: adding the digits to the bit-reversed word
-        // carries through each digit-holding run onto the separator before its start. A run
-        // at either end of the word may hold digits this cannot see, so it is always kept.
-        let (rt, rg) = (t.reverse_bits(), g.reverse_bits());
-        let digit_starts = (rt.wrapping_add(rg) & !rt).reverse_bits() << 1;
-        let top_start = if t >> 63 != 0 && t != !0 { 1u64 << (64 - t.leading_ones()) } else { 0 };
-        let mut long = starts & (digit_starts | top_start | 1);
         let base = w * 64;
-        while long != 0 {
-            // A candidate run's start: find its end and whether it holds a digit.
-            let start = base + long.trailing_zeros() as usize;
-            let (mut ww, mut off, mut digit) = (w, start - base, false);
+        let continued = w > 0 && words[w - 1].0 >> 63 != 0;
+        // Adding the digits to the token mask carries through each run holding a digit onto the
+        // separator after it: one bit per digit-holding run that ends inside the word.
+        let mut after = t.wrapping_add(g) & !t;
+        while after != 0 {
+            let e = after.trailing_zeros() as usize;
+            after &= after - 1;
+            // The run's start: the token bytes right below `e`.
+            let below = t << (64 - e);
+            let s = e - (!below).leading_zeros() as usize;
+            if s == 0 && continued {
+                continue; // the end of a run from the previous word, handled there
+            }
+            if e - s >= MIN_TOKEN_LEN {
+                emit(base + s, base + e, &mut line);
+            }
+        }
+        // The run reaching the end of the word goes on into the next ones: walk it.
+        if t >> 63 != 0 {
+            let s = 64 - t.leading_ones() as usize;
+            if s == 0 && continued {
+                continue;
+            }
+            let (mut ww, mut off, mut digit) = (w, s, false);
             let end = loop {
                 let (tw, gw) = words[ww];
                 let ones = ((!(tw >> off)).trailing_zeros() as usize).min(64 - off);
@@ -181,32 +211,9 @@ pub(crate) fn for_each_token_in_lines(
                 ww += 1;
                 off = 0;
             };
-            if digit {
-                while line < ends.len() && (ends[line] as usize) <= start {
-                    line += 1;
-                }
-                if line >= ends.len() || ends[line] as usize >= end {
-                    f(&buf[start..end]);
-                } else {
-                    // The run spans lines: tokenize each line's piece on its own.
-                    let mut a = start;
-                    while a < end {
-                        let b = match ends.get(line) {
-                            Some(&e) if (e as usize) < end => {
-                                line += 1;
-                                e as usize
-                            }
-                            _ => end,
-                        };
-                        let piece = &buf[a..b];
-                        if piece.len() >= MIN_TOKEN_LEN && piece.iter().any(u8::is_ascii_digit) {
-                            f(piece);
-                        }
-                        a = b;
-                    }
-                }
+            if digit && end - (base + s) >= MIN_TOKEN_LEN {
+                emit(base + s, end, &mut line);
             }
-            long &= long - 1;
         }
     }
 }
