@@ -1,5 +1,6 @@
 //! Chunk format benchmarks: append + compress, block decompression, block scan and entry
-//! iteration, for every codec, on realistic log lines.
+//! iteration, for every codec, on realistic log lines; the column-only read of a block
+//! (`block_columns`) and the needle index skip of a trace id search (`needle`).
 //!
 //! Run: `cargo bench -p norn --bench chunk` for every group, or add a filter for one, e.g.
 //! `cargo bench -p norn --bench chunk -- block_decompress/zstd`. Throughput is in bytes of raw log
@@ -139,12 +140,73 @@ fn bench_iter(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_columns(c: &mut Criterion) {
+    // What `count_over_time` / `bytes_over_time` cost per block: the column section only,
+    // against decompressing the whole block.
+    let mut group = c.benchmark_group("block_columns");
+    let (entries, _) = dataset(Format::Logfmt, CHUNK_RAW);
+    for codec in [Codec::Lz4, Codec::Zstd] {
+        let chunk = encoded(codec, &entries);
+        let raw = chunk.decode_block(0).expect("block").lines_buf().len();
+        let handle = chunk.block_handles(i64::MIN, i64::MAX).expect("handles").remove(0);
+        group.throughput(Throughput::Bytes(raw as u64));
+        group.bench_function(BenchmarkId::new(codec.as_str(), "columns"), |b| {
+            b.iter(|| {
+                let cols = handle.clone().decode_columns().expect("columns");
+                black_box((0..cols.len()).map(|i| cols.line_len(i)).sum::<usize>())
+            })
+        });
+        group.bench_function(BenchmarkId::new(codec.as_str(), "full"), |b| {
+            b.iter(|| {
+                let block = handle.clone().decode().expect("block");
+                black_box((0..block.len()).map(|i| block.line_range(i).len()).sum::<usize>())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_needle(c: &mut Criterion) {
+    // A trace id search over a chunk: the needle index rules out every block, against
+    // decompressing and searching each.
+    let mut group = c.benchmark_group("needle");
+    let (entries, raw) = dataset(Format::Logfmt, CHUNK_RAW);
+    let chunk = encoded(Codec::Zstd, &entries);
+    println!(
+        "needle index: {} B for {} B of blocks ({:.2}%), {} blocks",
+        chunk.index_size(),
+        chunk.compressed_size(),
+        100.0 * chunk.index_size() as f64 / chunk.compressed_size() as f64,
+        chunk.blocks().len()
+    );
+    // Generated trace ids have the top bit set: this one is in no line.
+    let literal = "trace_id=0123456789abcdef ";
+    let tokens = norn::chunk::needle::literal_tokens(literal.as_bytes());
+    let finder = memchr::memmem::Finder::new(literal);
+    let handles = chunk.block_handles(i64::MIN, i64::MAX).expect("handles");
+    group.throughput(Throughput::Bytes(raw as u64));
+    group.bench_function("skip/zstd", |b| {
+        b.iter(|| black_box(handles.iter().filter(|h| h.may_contain_tokens(&tokens)).count()))
+    });
+    group.bench_function("scan/zstd", |b| {
+        b.iter(|| {
+            let mut hits = 0usize;
+            for h in &handles {
+                let block = h.clone().decode().expect("block");
+                hits += finder.find_iter(block.lines_buf()).count();
+            }
+            black_box(hits)
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_append, bench_decompress, bench_scan, bench_iter
+    targets = bench_append, bench_decompress, bench_scan, bench_iter, bench_columns, bench_needle
 }
 criterion_main!(benches);

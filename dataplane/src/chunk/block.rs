@@ -16,6 +16,20 @@
 //! Lines come last so that [`DecodedBlock::lines_buf`] is a slice of the one decompressed
 //! buffer: the query engine runs `memchr::memmem` over it directly and maps hits back to entries
 //! with [`DecodedBlock::entry_index_at`].
+//!
+//! # Sections (format 2)
+//!
+//! A format-1 block stores the four columns as one compressed payload. A format-2 block
+//! ([`BlockMeta::sections`] is `Some`) stores them in three sections, back to back:
+//!
+//! 1. the **column section**: columns 1 and 2 (timestamps, line lengths), compressed on their
+//!    own, with their own lengths and CRC32C in the header;
+//! 2. the **line section**: columns 3 and 4 (metadata, lines), compressed;
+//! 3. the **needle index** (see [`needle`](super::needle)), uncompressed, possibly empty.
+//!
+//! The two sections decompressed and concatenated are exactly a format-1 payload. Counting and
+//! byte-summing queries read the column section alone ([`BlockHandle::decode_columns`]): a
+//! few bytes per entry instead of every line.
 
 use std::ops::Range;
 
@@ -23,6 +37,7 @@ use bytes::Bytes;
 
 use super::ChunkError;
 use super::codec::{self, Codec};
+use super::needle::NeedleIndex;
 use crate::entry::Entry;
 use crate::labels::Label;
 
@@ -46,6 +61,44 @@ pub struct BlockMeta {
     /// chunk (the sum of the compressed lengths of the blocks before it), so it is known as
     /// soon as the block is cut.
     pub offset: u64,
+    /// Where a format-2 block's sections are; `None` for a block stored as one payload (format
+    /// 1, and head snapshots). For a format-2 block `uncompressed_len` counts both sections,
+    /// `compressed_len` every stored byte (both sections and the needle index), and `crc32c`
+    /// covers the line section.
+    pub sections: Option<BlockSections>,
+}
+
+/// The layout of a format-2 block's stored bytes: column section, line section, needle index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BlockSections {
+    /// Compressed length of the column section (timestamps and line lengths), which starts the
+    /// block.
+    pub columns_len: u32,
+    /// Uncompressed length of the column section: the bound for its decompression.
+    pub columns_uncompressed_len: u32,
+    /// CRC32C of the compressed column section.
+    pub columns_crc32c: u32,
+    /// Length of the needle index, which ends the block; 0 when the block has none.
+    pub index_len: u32,
+    /// Block flags: [`FLAG_METADATA`]; readers reject unknown bits.
+    pub flags: u32,
+}
+
+/// [`BlockSections::flags`] bit: some entry of the block has structured metadata (so the
+/// column section alone cannot tell an entry's labels).
+pub const FLAG_METADATA: u32 = 1;
+
+impl BlockSections {
+    /// Compressed length of the line section, between the column section and the index, given
+    /// the block's total stored length; `None` when the sections do not fit in it.
+    pub fn lines_len(&self, compressed_len: u32) -> Option<u32> {
+        compressed_len.checked_sub(self.columns_len)?.checked_sub(self.index_len)
+    }
+
+    /// Whether some entry of the block has structured metadata.
+    pub fn has_metadata(&self) -> bool {
+        self.flags & FLAG_METADATA != 0
+    }
 }
 
 impl BlockMeta {
@@ -65,18 +118,88 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    /// Verifies the payload checksum, decompresses and parses the block.
+    /// Verifies the payload checksums, decompresses and parses the block.
     pub(crate) fn decode(&self, codec: Codec) -> Result<DecodedBlock, ChunkError> {
-        let crc = crc32c::crc32c(&self.data);
-        if crc != self.meta.crc32c {
+        let Some(sections) = self.meta.sections else {
+            check_crc(&self.data, self.meta.crc32c, "block", self.meta.offset)?;
+            let payload = codec::decompress(codec, &self.data, self.meta.uncompressed_len as usize)?;
+            return DecodedBlock::parse(payload, &self.meta);
+        };
+        let columns = self.columns_section(codec, &sections)?;
+        let (start, end) = self.lines_span(&sections)?;
+        let data = self.data.slice(start..end);
+        check_crc(&data, self.meta.crc32c, "block line section", self.meta.offset)?;
+        if sections.index_len > 0 {
+            // Not needed to read the block, but a damaged index must not go unnoticed.
+            NeedleIndex::parse(&self.data[end..])?;
+        }
+        let lines_len = self.meta.uncompressed_len - sections.columns_uncompressed_len;
+        let rest = codec::decompress(codec, &data, lines_len as usize)?;
+        DecodedBlock::parse_sections(&columns, rest, &self.meta)
+    }
+
+    /// Verifies and decompresses only the column section of a format-2 block.
+    fn columns_section(&self, codec: Codec, sections: &BlockSections) -> Result<Bytes, ChunkError> {
+        if sections.lines_len(self.meta.compressed_len).is_none()
+            || self.data.len() != self.meta.compressed_len as usize
+            || sections.columns_uncompressed_len > self.meta.uncompressed_len
+        {
             return Err(ChunkError::corrupt(format!(
-                "block at offset {} fails its checksum: crc32c {crc:#010x}, header says {:#010x}",
-                self.meta.offset, self.meta.crc32c
+                "block at offset {}: sections do not fit its {} bytes",
+                self.meta.offset, self.meta.compressed_len
             )));
         }
-        let payload = codec::decompress(codec, &self.data, self.meta.uncompressed_len as usize)?;
-        DecodedBlock::parse(payload, &self.meta)
+        let data = self.data.slice(..sections.columns_len as usize);
+        check_crc(&data, sections.columns_crc32c, "block column section", self.meta.offset)?;
+        codec::decompress(codec, &data, sections.columns_uncompressed_len as usize)
     }
+
+    /// Byte range of the line section in `data` (sections already checked to fit).
+    fn lines_span(&self, sections: &BlockSections) -> Result<(usize, usize), ChunkError> {
+        let lines = sections
+            .lines_len(self.meta.compressed_len)
+            .ok_or_else(|| ChunkError::corrupt("block sections do not fit the block"))?;
+        let start = sections.columns_len as usize;
+        Ok((start, start + lines as usize))
+    }
+
+    /// Decompresses and parses the timestamps and line lengths only: the column section of a
+    /// format-2 block, the whole payload of a format-1 block.
+    pub(crate) fn decode_columns(&self, codec: Codec) -> Result<BlockColumns, ChunkError> {
+        match self.meta.sections {
+            Some(sections) => {
+                let columns = self.columns_section(codec, &sections)?;
+                let mut r = Reader::new(&columns);
+                let (timestamps, offsets) = parse_columns(&mut r, &self.meta, columns.len())?;
+                if r.pos != columns.len() {
+                    return Err(ChunkError::corrupt("block column section has trailing bytes"));
+                }
+                Ok(BlockColumns { timestamps, offsets, has_metadata: sections.has_metadata() })
+            }
+            None => Ok(self.decode(codec)?.into_columns()),
+        }
+    }
+
+    /// The block's needle index, when it has a valid one.
+    pub(crate) fn needle_index(&self) -> Option<NeedleIndex<'_>> {
+        let sections = self.meta.sections?;
+        if sections.index_len == 0 || sections.lines_len(self.meta.compressed_len).is_none() {
+            return None;
+        }
+        let start = self.data.len().checked_sub(sections.index_len as usize)?;
+        NeedleIndex::parse(&self.data[start..]).ok()
+    }
+}
+
+/// Checks the CRC32C of a compressed section.
+fn check_crc(data: &[u8], want: u32, what: &str, offset: u64) -> Result<(), ChunkError> {
+    let crc = crc32c::crc32c(data);
+    if crc != want {
+        return Err(ChunkError::corrupt(format!(
+            "{what} at offset {offset} fails its checksum: crc32c {crc:#010x}, header says {want:#010x}"
+        )));
+    }
+    Ok(())
 }
 
 /// A snapshot of one block of a chunk, detached from the chunk: it can be decoded after the
@@ -147,6 +270,13 @@ impl BlockHandle {
         if meta.count == 0 || meta.min_ts > meta.max_ts {
             return Err(ChunkError::corrupt("block header with no entries or inverted time bounds"));
         }
+        if let Some(s) = meta.sections
+            && (s.lines_len(meta.compressed_len).is_none()
+                || s.columns_uncompressed_len > meta.uncompressed_len
+                || s.flags & !FLAG_METADATA != 0)
+        {
+            return Err(ChunkError::corrupt("block header with sections that do not fit the block"));
+        }
         Ok(BlockHandle { meta, inner: HandleInner::Compressed { codec, data } })
     }
 
@@ -176,6 +306,92 @@ impl BlockHandle {
             HandleInner::Decoded { block, .. } => Ok(block),
         }
     }
+
+    /// The timestamps and line lengths of the block without its lines: for a format-2 block
+    /// only the small column section is checked and decompressed; a format-1 block is decoded
+    /// whole; a head snapshot hands over its columns.
+    pub fn decode_columns(self) -> Result<BlockColumns, ChunkError> {
+        match self.inner {
+            HandleInner::Compressed { codec, data } => Block { meta: self.meta, data }.decode_columns(codec),
+            HandleInner::Decoded { block, .. } => Ok(block.into_columns()),
+        }
+    }
+
+    /// Whether some entry has structured metadata, when that is known without decompressing:
+    /// always for format-2 blocks and head snapshots, never for format-1 blocks.
+    pub fn has_metadata(&self) -> Option<bool> {
+        match (&self.inner, self.meta.sections) {
+            (HandleInner::Decoded { block, .. }, _) => Some(block.has_metadata()),
+            (HandleInner::Compressed { .. }, Some(s)) => Some(s.has_metadata()),
+            (HandleInner::Compressed { .. }, None) => None,
+        }
+    }
+
+    /// Whether the block may hold a line with every token of `tokens` (hashes from
+    /// [`needle::literal_tokens`](super::needle::literal_tokens)): `false` only when the
+    /// block's needle index proves one of them absent. Blocks without an index (format 1, head
+    /// snapshots) and blocks whose index fails its checksum always may.
+    pub fn may_contain_tokens(&self, tokens: &[u64]) -> bool {
+        let HandleInner::Compressed { data, .. } = &self.inner else { return true };
+        if tokens.is_empty() {
+            return true;
+        }
+        let block = Block { meta: self.meta, data: data.clone() };
+        match block.needle_index() {
+            Some(index) => tokens.iter().all(|&t| index.may_contain(t)),
+            None => true,
+        }
+    }
+}
+
+/// The timestamp and line-length columns of a block, without lines or metadata: what counting
+/// and byte-summing queries need.
+#[derive(Clone, Debug)]
+pub struct BlockColumns {
+    /// Entry timestamps, non-decreasing.
+    timestamps: Vec<i64>,
+    /// `n + 1` line end offsets: line `i` is `offsets[i + 1] - offsets[i]` bytes long.
+    offsets: Vec<u32>,
+    /// Whether some entry of the block has structured metadata.
+    has_metadata: bool,
+}
+
+impl BlockColumns {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// Whether the block has no entries (never true for a block read from a chunk).
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// Entry timestamps, non-decreasing; equal timestamps are in append order.
+    pub fn timestamps(&self) -> &[i64] {
+        &self.timestamps
+    }
+
+    /// Length in bytes of line `i`. Panics if `i >= len()`.
+    pub fn line_len(&self, i: usize) -> usize {
+        (self.offsets[i + 1] - self.offsets[i]) as usize
+    }
+
+    /// Whether some entry of the block has structured metadata.
+    pub fn has_metadata(&self) -> bool {
+        self.has_metadata
+    }
+
+    /// The index range of the entries with `from <= ts < through`.
+    pub fn range_of(&self, from: i64, through: i64) -> Range<usize> {
+        range_of(&self.timestamps, from, through)
+    }
+}
+
+fn range_of(timestamps: &[i64], from: i64, through: i64) -> Range<usize> {
+    let start = timestamps.partition_point(|&t| t < from);
+    let end = timestamps.partition_point(|&t| t < through);
+    start..end.max(start)
 }
 
 /// A decompressed block, ready to scan: columns decoded once, lines in one buffer.
@@ -208,47 +424,33 @@ struct MetadataColumn {
 }
 
 impl DecodedBlock {
-    /// Parses an uncompressed payload described by `meta` (whose `count`, `min_ts` and `max_ts`
-    /// it must agree with).
+    /// Parses an uncompressed format-1 payload described by `meta` (whose `count`, `min_ts` and
+    /// `max_ts` it must agree with).
     pub(crate) fn parse(payload: Bytes, meta: &BlockMeta) -> Result<DecodedBlock, ChunkError> {
-        let n = meta.count as usize;
-        // Every entry takes at least two bytes (a timestamp and a length), so a count the
-        // payload cannot hold is rejected before allocating for it.
-        if n == 0 || n > payload.len() / 2 {
-            return Err(ChunkError::corrupt(format!("block claims {n} entries in a {} byte payload", payload.len())));
-        }
         let mut r = Reader::new(&payload);
-        let mut timestamps = Vec::with_capacity(n);
-        let mut ts = meta.min_ts;
-        for _ in 0..n {
-            // Deltas span the whole i64 range (up to 2^64 - 1), hence the wide arithmetic.
-            let next = i128::from(ts) + i128::from(r.uvarint()?);
-            if next > i128::from(meta.max_ts) {
-                return Err(ChunkError::corrupt("block timestamp past the header's max"));
-            }
-            ts = next as i64;
-            timestamps.push(ts);
+        let (timestamps, offsets) = parse_columns(&mut r, meta, payload.len())?;
+        let metadata = parse_metadata(&mut r, timestamps.len())?;
+        let lines = lines_after(&payload, r.pos, &offsets)?;
+        Ok(DecodedBlock { timestamps, offsets, lines, metadata })
+    }
+
+    /// Parses the two decompressed sections of a format-2 block: `columns` (timestamps and
+    /// line lengths) and `rest` (metadata and lines).
+    pub(crate) fn parse_sections(columns: &[u8], rest: Bytes, meta: &BlockMeta) -> Result<DecodedBlock, ChunkError> {
+        let mut r = Reader::new(columns);
+        let (timestamps, offsets) = parse_columns(&mut r, meta, columns.len())?;
+        if r.pos != columns.len() {
+            return Err(ChunkError::corrupt("block column section has trailing bytes"));
         }
-        if timestamps.first() != Some(&meta.min_ts) || timestamps.last() != Some(&meta.max_ts) {
-            return Err(ChunkError::corrupt("block timestamps disagree with the header's bounds"));
-        }
-        let mut offsets = Vec::with_capacity(n + 1);
-        offsets.push(0u32);
-        let mut end = 0u64;
-        for _ in 0..n {
-            end += r.uvarint()?;
-            let end32 = u32::try_from(end).map_err(|_| ChunkError::corrupt("block line lengths overflow"))?;
-            offsets.push(end32);
-        }
-        let metadata = parse_metadata(&mut r, n)?;
-        let lines_start = r.pos;
-        if (payload.len() - lines_start) as u64 != end {
-            return Err(ChunkError::corrupt(format!(
-                "block line lengths add up to {end} bytes, payload holds {}",
-                payload.len() - lines_start
-            )));
-        }
-        Ok(DecodedBlock { timestamps, offsets, lines: payload.slice(lines_start..), metadata })
+        let mut r = Reader::new(&rest);
+        let metadata = parse_metadata(&mut r, timestamps.len())?;
+        let lines = lines_after(&rest, r.pos, &offsets)?;
+        Ok(DecodedBlock { timestamps, offsets, lines, metadata })
+    }
+
+    /// The timestamp and length columns, dropping lines and metadata.
+    pub fn into_columns(self) -> BlockColumns {
+        BlockColumns { has_metadata: self.metadata.is_some(), timestamps: self.timestamps, offsets: self.offsets }
     }
 
     /// Number of entries.
@@ -323,9 +525,7 @@ impl DecodedBlock {
 
     /// The index range of the entries with `from <= ts < through`.
     pub fn range_of(&self, from: i64, through: i64) -> Range<usize> {
-        let start = self.timestamps.partition_point(|&t| t < from);
-        let end = self.timestamps.partition_point(|&t| t < through);
-        start..end.max(start)
+        range_of(&self.timestamps, from, through)
     }
 
     /// Every (timestamp, line), in order.
@@ -348,6 +548,53 @@ impl MetadataColumn {
     fn symbol(&self, id: u32) -> &str {
         self.symbols.get(id as usize).and_then(|&(s, e)| self.text.get(s as usize..e as usize)).unwrap_or_default()
     }
+}
+
+/// Parses the timestamp and line-length columns of `meta.count` entries from a buffer of
+/// `available` bytes: the timestamps and the `n + 1` line end offsets.
+fn parse_columns(r: &mut Reader<'_>, meta: &BlockMeta, available: usize) -> Result<(Vec<i64>, Vec<u32>), ChunkError> {
+    let n = meta.count as usize;
+    // Every entry takes at least two bytes (a timestamp and a length), so a count the buffer
+    // cannot hold is rejected before allocating for it.
+    if n == 0 || n > available / 2 {
+        return Err(ChunkError::corrupt(format!("block claims {n} entries in a {available} byte payload")));
+    }
+    let mut timestamps = Vec::with_capacity(n);
+    let mut ts = meta.min_ts;
+    for _ in 0..n {
+        // Deltas span the whole i64 range (up to 2^64 - 1), hence the wide arithmetic.
+        let next = i128::from(ts) + i128::from(r.uvarint()?);
+        if next > i128::from(meta.max_ts) {
+            return Err(ChunkError::corrupt("block timestamp past the header's max"));
+        }
+        ts = next as i64;
+        timestamps.push(ts);
+    }
+    if timestamps.first() != Some(&meta.min_ts) || timestamps.last() != Some(&meta.max_ts) {
+        return Err(ChunkError::corrupt("block timestamps disagree with the header's bounds"));
+    }
+    let mut offsets = Vec::with_capacity(n + 1);
+    offsets.push(0u32);
+    let mut end = 0u64;
+    for _ in 0..n {
+        end += r.uvarint()?;
+        let end32 = u32::try_from(end).map_err(|_| ChunkError::corrupt("block line lengths overflow"))?;
+        offsets.push(end32);
+    }
+    Ok((timestamps, offsets))
+}
+
+/// The lines column: the bytes of `buf` from `start`, which must be exactly as long as the line
+/// lengths say.
+fn lines_after(buf: &Bytes, start: usize, offsets: &[u32]) -> Result<Bytes, ChunkError> {
+    let end = u64::from(offsets.last().copied().unwrap_or(0));
+    if (buf.len() - start) as u64 != end {
+        return Err(ChunkError::corrupt(format!(
+            "block line lengths add up to {end} bytes, payload holds {}",
+            buf.len() - start
+        )));
+    }
+    Ok(buf.slice(start..))
 }
 
 fn parse_metadata(r: &mut Reader<'_>, n: usize) -> Result<Option<Box<MetadataColumn>>, ChunkError> {

@@ -222,6 +222,12 @@ impl HeadBlock {
     /// with the compression fields (`compressed_len`, `crc32c`, `offset`) zeroed, or `None` when
     /// the head is empty.
     pub fn write_payload(&self, out: &mut Vec<u8>) -> Option<BlockMeta> {
+        self.write_payload_split(out).map(|(meta, _)| meta)
+    }
+
+    /// [`write_payload`](Self::write_payload), also returning where the line-length column
+    /// ends in `out`: the split between a format-2 block's column and line sections.
+    pub(crate) fn write_payload_split(&self, out: &mut Vec<u8>) -> Option<(BlockMeta, usize)> {
         out.clear();
         if self.is_empty() {
             return None;
@@ -246,6 +252,7 @@ impl HeadBlock {
         for k in 0..n {
             put_uvarint(out, self.line(at(k)).len() as u64);
         }
+        let columns_end = out.len();
         self.write_metadata_column(out, n, at);
         match &order {
             None => out.extend_from_slice(&self.lines),
@@ -255,7 +262,7 @@ impl HeadBlock {
                 }
             }
         }
-        Some(BlockMeta {
+        let meta = BlockMeta {
             count: n as u32,
             min_ts: self.min_ts,
             max_ts: self.max_ts,
@@ -263,12 +270,23 @@ impl HeadBlock {
             compressed_len: 0,
             crc32c: 0,
             offset: 0,
-        })
+            sections: None,
+        };
+        Some((meta, columns_end))
+    }
+
+    /// Whether some entry has structured metadata (the block's metadata column is not empty).
+    pub(crate) fn has_metadata(&self) -> bool {
+        self.metadata.as_ref().is_some_and(|md| md.starts.last().is_some_and(|&e| e > 0))
+    }
+
+    /// Every line's bytes concatenated in append order, and each line's end offset in them.
+    pub(crate) fn lines_and_ends(&self) -> (&[u8], &[u32]) {
+        (&self.lines, &self.ends)
     }
 
     fn write_metadata_column(&self, out: &mut Vec<u8>, n: usize, at: impl Fn(usize) -> usize) {
-        let has_any = self.metadata.as_ref().is_some_and(|md| md.starts.last().is_some_and(|&e| e > 0));
-        if !has_any {
+        if !self.has_metadata() {
             out.push(0);
             return;
         }

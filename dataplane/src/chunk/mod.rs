@@ -8,41 +8,58 @@
 //! [`ChunkReader`]: take [`BlockHandle`]s for a time range and decode them into
 //! [`DecodedBlock`]s (timestamps, one buffer holding all lines, a line-offset array and the
 //! structured metadata column) to scan whole blocks with `memchr::memmem`, or walk entries in
-//! timestamp order with [`ChunkReader::iter`].
+//! timestamp order with [`ChunkReader::iter`]. Queries that only count entries or sum line
+//! lengths read a block's timestamp and length columns alone
+//! ([`BlockHandle::decode_columns`]), and substring filters on high-cardinality tokens skip
+//! blocks by their [`needle`] index ([`BlockHandle::may_contain_tokens`]) before decompressing
+//! anything.
 //!
 //! # Encoded chunk layout
 //!
-//! All integers little-endian. `N` is the number of blocks, `P = 16 + 40 * N` the start of the
-//! payload section.
+//! All integers little-endian. `N` is the number of blocks, `H` the size of one block header
+//! (60 in format 2, 40 in format 1), `P = 16 + H * N` the start of the payload section. The
+//! full description, with the reasons, is `docs/storage-format.md`.
 //!
 //! | offset          | size   | field                                                     |
 //! |-----------------|--------|-----------------------------------------------------------|
 //! | 0               | 4      | magic `NRNC` (`4e 52 4e 43`)                              |
-//! | 4               | 1      | format version, `1`                                       |
+//! | 4               | 1      | format version: `2` written, `1` and `2` read             |
 //! | 5               | 1      | codec id: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd         |
 //! | 6               | 2      | flags, `0` (readers reject anything else)                 |
 //! | 8               | 4      | `N`, u32                                                  |
-//! | 12 + 40 * i     | 40     | header of block `i`, see below                            |
-//! | 12 + 40 * N     | 4      | CRC32C (Castagnoli) of bytes `[0, 12 + 40 * N)`           |
-//! | `P`             | rest   | compressed block payloads, back to back, in block order   |
+//! | 12 + H * i      | H      | header of block `i`, see below                            |
+//! | 12 + H * N      | 4      | CRC32C (Castagnoli) of bytes `[0, 12 + H * N)`            |
+//! | `P`             | rest   | stored blocks, back to back, in block order               |
 //!
-//! Block header (one [`BlockMeta`]), relative to its start:
+//! Block header (one [`BlockMeta`]), relative to its start. Format 1 has the first 40 bytes
+//! only, and its block is one compressed payload:
 //!
 //! | offset | size | field                                                                |
 //! |--------|------|----------------------------------------------------------------------|
 //! | 0      | 4    | entry count, u32, at least 1                                         |
 //! | 4      | 8    | min timestamp, i64 nanoseconds                                       |
 //! | 12     | 8    | max timestamp, i64 nanoseconds                                       |
-//! | 20     | 4    | uncompressed payload length, u32 (at most 128 MiB)                   |
-//! | 24     | 4    | compressed payload length, u32                                       |
-//! | 28     | 4    | CRC32C of the compressed payload                                     |
-//! | 32     | 8    | offset of the compressed payload from `P`, u64                       |
+//! | 20     | 4    | uncompressed length of both sections (v1: of the payload), u32, at most 128 MiB |
+//! | 24     | 4    | stored length: both sections and the needle index (v1: payload), u32 |
+//! | 28     | 4    | CRC32C of the compressed line section (v1: of the payload)           |
+//! | 32     | 8    | offset of the stored block from `P`, u64                             |
+//! | 40     | 4    | v2: compressed length of the column section, u32                     |
+//! | 44     | 4    | v2: uncompressed length of the column section, u32                   |
+//! | 48     | 4    | v2: CRC32C of the compressed column section                          |
+//! | 52     | 4    | v2: length of the needle index, u32 (0: no index)                    |
+//! | 56     | 4    | v2: flags: bit 0 some entry has structured metadata; bit 31 alone (every other v2 field 0) marks a format-1 block carried into a format-2 chunk |
 //!
-//! Payloads are contiguous: block 0 is at offset 0, each next one where the previous ended, and
+//! A format-2 block is stored as `[column section][line section][needle index]`: the column
+//! section is the compressed timestamp and line-length columns, the line section the
+//! compressed metadata and line columns (see [`block`]), the index a Bloom filter of the
+//! block's high-cardinality tokens (see [`needle`]). The line section's length is the stored
+//! length minus the other two.
+//!
+//! Blocks are contiguous: block 0 is at offset 0, each next one where the previous ended, and
 //! the last one ends at the end of the chunk, so truncation is always detected. The header
-//! section is verified when a chunk is decoded; a block payload's CRC when it is decompressed
-//! (and, for [`MemChunk::decode`], at decode time). The layout of a decompressed payload (four
-//! columns: timestamp deltas, line lengths, metadata with a per-block symbol table, line bytes)
+//! section is verified when a chunk is decoded; a block's section checksums when it is
+//! decompressed (and, for [`MemChunk::decode`], at decode time). The layout of the decompressed
+//! columns (timestamp deltas, line lengths, metadata with a per-block symbol table, line bytes)
 //! is documented in [`block`].
 //!
 //! # Codecs
@@ -56,17 +73,20 @@ mod filter;
 mod format;
 pub mod head;
 pub mod iter;
+pub mod needle;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;
 
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 use tracing::warn;
 
-pub use block::{BlockHandle, BlockMeta, DecodedBlock};
+pub use block::{BlockColumns, BlockHandle, BlockMeta, BlockSections, DecodedBlock, FLAG_METADATA};
 pub use codec::{Codec, MAX_BLOCK_UNCOMPRESSED, ParseCodecError};
-pub use format::{FORMAT_VERSION, MAGIC};
+pub use format::{FORMAT_VERSION, FORMAT_VERSION_V1, MAGIC};
 pub use head::HeadBlock;
 pub use iter::EntryIter;
 
@@ -210,6 +230,11 @@ impl Chunk {
     /// Total uncompressed payload bytes (lines, metadata and the timestamp/length columns).
     pub fn uncompressed_size(&self) -> usize {
         self.blocks.uncompressed
+    }
+
+    /// Bytes of the blocks' needle indexes, included in [`compressed_size`](Self::compressed_size).
+    pub fn index_size(&self) -> usize {
+        self.blocks.metas.iter().filter_map(|m| m.sections).map(|s| s.index_len as usize).sum()
     }
 
     /// Verifies, decompresses and parses block `i` of [`blocks`](Self::blocks). Panics if `i`

@@ -483,7 +483,7 @@ fn a_corrupt_block_ends_iteration_with_an_error() {
     let chunk = Chunk::decode(good.clone()).unwrap();
     assert!(chunk.blocks().len() >= 3);
     // Flip a byte inside the second block's payload: the header stays valid.
-    let header = 16 + 40 * chunk.blocks().len();
+    let header = 16 + 60 * chunk.blocks().len();
     let second = chunk.blocks()[1];
     let mut bad = good.to_vec();
     bad[header + second.offset as usize + 3] ^= 0x55;
@@ -634,7 +634,7 @@ proptest! {
             prop_assert_eq!(out.len(), len);
             let meta = BlockMeta {
                 count: (len / 3) as u32, min_ts: 0, max_ts: 9,
-                uncompressed_len: len as u32, compressed_len: 0, crc32c: 0, offset: 0,
+                uncompressed_len: len as u32, compressed_len: 0, crc32c: 0, offset: 0, sections: None,
             };
             let _ = DecodedBlock::parse(out, &meta);
         }
@@ -642,7 +642,7 @@ proptest! {
         for count in [1u32, 2, 7] {
             let meta = BlockMeta {
                 count, min_ts: 0, max_ts: 3,
-                uncompressed_len: data.len() as u32, compressed_len: 0, crc32c: 0, offset: 0,
+                uncompressed_len: data.len() as u32, compressed_len: 0, crc32c: 0, offset: 0, sections: None,
             };
             if let Ok(b) = DecodedBlock::parse(data.clone(), &meta) {
                 for i in 0..b.len() {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::chunk::{BlockHandle, BlockMeta, Codec};
+use crate::chunk::{BlockHandle, BlockMeta, BlockSections, Codec};
 use crate::ingester::Ingester;
 use crate::ingester::read::MemoryStream;
 use crate::labels::{Labels, SharedLabels};
@@ -346,6 +346,13 @@ fn meta_of(b: &BlockMsg) -> BlockMeta {
         compressed_len: b.compressed_len,
         crc32c: b.crc32c,
         offset: 0,
+        sections: b.sectioned.then_some(BlockSections {
+            columns_len: b.columns_len,
+            columns_uncompressed_len: b.columns_uncompressed_len,
+            columns_crc32c: b.columns_crc32c,
+            index_len: b.index_len,
+            flags: b.flags,
+        }),
     }
 }
 

@@ -151,6 +151,21 @@ pub struct BlockMsg {
     pub codec: u32,
     #[prost(bytes = "bytes", tag = "8")]
     pub data: Bytes,
+    /// Whether the block is a format-2 block and the section fields below apply (`false`, the
+    /// default, is a single-payload block: format 1, or a head snapshot).
+    #[prost(bool, tag = "9")]
+    pub sectioned: bool,
+    /// Format-2 block sections, see `chunk::BlockSections`.
+    #[prost(uint32, tag = "10")]
+    pub columns_len: u32,
+    #[prost(uint32, tag = "11")]
+    pub columns_uncompressed_len: u32,
+    #[prost(fixed32, tag = "12")]
+    pub columns_crc32c: u32,
+    #[prost(uint32, tag = "13")]
+    pub index_len: u32,
+    #[prost(uint32, tag = "14")]
+    pub flags: u32,
 }
 
 /// Label sets of a tenant's streams matching a selector with data in `[from, through)`.

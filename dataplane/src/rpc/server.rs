@@ -246,6 +246,12 @@ fn batches(streams: Vec<MemoryStream>, with_data: bool) -> impl Iterator<Item = 
                 crc32c: meta.crc32c,
                 codec: u32::from(codec.id()),
                 data,
+                sectioned: meta.sections.is_some(),
+                columns_len: meta.sections.map_or(0, |s| s.columns_len),
+                columns_uncompressed_len: meta.sections.map_or(0, |s| s.columns_uncompressed_len),
+                columns_crc32c: meta.sections.map_or(0, |s| s.columns_crc32c),
+                index_len: meta.sections.map_or(0, |s| s.index_len),
+                flags: meta.sections.map_or(0, |s| s.flags),
             });
             if size >= SELECT_BATCH_BYTES {
                 let full = std::mem::replace(

@@ -238,6 +238,8 @@ impl Query {
             out: UnitOutput::default(),
             spare: Vec::new(),
         };
+        // Blocks whose needle index rules out every line the filters look for.
+        blocks.retain(|b| !self.pipeline.skips_block(b));
         match blocks.len() {
             0 => {}
             1 => {

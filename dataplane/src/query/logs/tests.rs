@@ -515,4 +515,91 @@ mod needs_pipeline {
         assert_eq!(got[0].entries[0].structured_metadata, vec![Label::new("trace", "t1")]);
         assert_eq!(got[0].stream_labels.to_string(), r#"{app="a"}"#);
     }
+
+    /// Lines with one 24-hex-digit id each, `id=<id> `; the id of line `i`.
+    fn id(i: u64) -> String {
+        format!("{:024x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 8)
+    }
+
+    fn id_lines(n: u64) -> Vec<(i64, String)> {
+        (0..n).map(|i| (i as i64 * S, format!("level=info id={} msg=\"request done\" n={i}", id(i)))).collect()
+    }
+
+    fn selector_pipeline(q: &str) -> Pipeline {
+        let Ok(Expr::Log(expr)) = parse_expr(q) else { panic!("not a log query: {q}") };
+        Pipeline::new(&expr.stages).expect("pipeline")
+    }
+
+    #[tokio::test]
+    async fn needle_index_skips_blocks_and_keeps_every_match() {
+        let entries = id_lines(3000);
+        let stream = stream_blocks(r#"{app="a"}"#, &entries, 8192);
+        let handles = stream.blocks.clone();
+        assert!(handles.len() > 10);
+        for probe in [0u64, 1, 1234, 2999] {
+            let q = format!(r#"{{app="a"}} |= "id={} ""#, id(probe));
+            let pipeline = selector_pipeline(&q);
+            let skipped = handles.iter().filter(|h| pipeline.skips_block(h)).count();
+            // All but the block holding it (and a false positive now and then) are skipped.
+            assert!(skipped + 3 >= handles.len(), "{skipped} of {} skipped", handles.len());
+            let holding =
+                handles.iter().find(|h| h.meta().min_ts <= probe as i64 * S && probe as i64 * S <= h.meta().max_ts);
+            assert!(!holding.is_some_and(|h| pipeline.skips_block(h)), "the block with the match is read");
+            let got =
+                run(BlockSource(vec![stream.clone()]), &q, params(0, 4000 * S, Direction::Forward, 10)).await.unwrap();
+            let want = vec![(probe as i64 * S, entries[probe as usize].1.clone())];
+            assert_eq!(flat(&got), vec![(r#"{app="a"}"#.to_string(), want)]);
+        }
+        // A prefix of an id: the line's token is longer, the index must not be trusted with it.
+        let prefix = &id(42)[..12];
+        let q = format!(r#"{{app="a"}} |= "id={prefix}""#);
+        assert!(handles.iter().all(|h| !selector_pipeline(&q).skips_block(h)));
+        let got =
+            run(BlockSource(vec![stream.clone()]), &q, params(0, 4000 * S, Direction::Forward, 10)).await.unwrap();
+        assert_eq!(flat(&got)[0].1[0].0, 42 * S);
+        // `or`: skipped only when neither alternative can be there.
+        let q = format!(r#"{{app="a"}} |= "id={} " or "id={} ""#, id(5), id(2500));
+        let got =
+            run(BlockSource(vec![stream.clone()]), &q, params(0, 4000 * S, Direction::Forward, 10)).await.unwrap();
+        assert_eq!(flat(&got)[0].1.iter().map(|e| e.0).collect::<Vec<_>>(), vec![5 * S, 2500 * S]);
+    }
+
+    #[tokio::test]
+    async fn a_false_positive_reads_the_block_and_filters_it() {
+        let entries = id_lines(200);
+        // One cut block (a head snapshot has no index).
+        let mut chunk = MemChunk::new(Codec::Snappy, 1 << 20);
+        for (ts, line) in &entries {
+            chunk.append(*ts, line.as_bytes(), &[]).unwrap();
+        }
+        chunk.close();
+        let handles = chunk.block_handles(i64::MIN, i64::MAX).unwrap();
+        assert_eq!(handles.len(), 1);
+        // Find an absent id the index answers "maybe" for: a false positive (~1% of them).
+        let fp = (1_000_000u64..1_100_000)
+            .map(id)
+            .find(|t| {
+                let tokens = crate::chunk::needle::literal_tokens(format!("={t} ").as_bytes());
+                handles[0].may_contain_tokens(&tokens)
+            })
+            .expect("a false positive within 100k tries");
+        assert!(entries.iter().all(|(_, l)| !l.contains(&fp)));
+        let q = format!(r#"{{app="a"}} |= "id={fp} ""#);
+        assert!(!selector_pipeline(&q).skips_block(&handles[0]), "a false positive is not skipped");
+        let source = BlockSource(vec![StreamBlocks {
+            labels: Arc::new(labels(r#"{app="a"}"#)),
+            blocks: handles.clone(),
+            overlapping: false,
+        }]);
+        let got = run(source, &q, params(0, 4000 * S, Direction::Forward, 10)).await.unwrap();
+        assert!(got.is_empty(), "the line filter still drops every line: {got:?}");
+        // And a true negative is skipped.
+        let absent = (1_000_000u64..1_100_000)
+            .map(id)
+            .find(|t| {
+                !handles[0].may_contain_tokens(&crate::chunk::needle::literal_tokens(format!("={t} ").as_bytes()))
+            })
+            .expect("a true negative");
+        assert!(selector_pipeline(&format!(r#"{{app="a"}} |= "id={absent} ""#)).skips_block(&handles[0]));
+    }
 }

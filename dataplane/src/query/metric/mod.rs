@@ -25,6 +25,8 @@ mod tests;
 #[cfg(test)]
 mod tests_binop;
 #[cfg(test)]
+mod tests_columns;
+#[cfg(test)]
 mod tests_range;
 
 use std::collections::HashMap;

@@ -231,7 +231,14 @@ impl Scan {
             return run.merged(partial);
         }
         for handle in &stream.blocks[unit.blocks.clone()] {
-            if !handle.meta().overlaps(self.from, self.through) {
+            if !handle.meta().overlaps(self.from, self.through) || self.extractor.pipeline().skips_block(handle) {
+                continue;
+            }
+            if self.plain && handle.has_metadata() == Some(false) {
+                // Counts and line lengths only: the column section, no line bytes.
+                let cols = handle.clone().decode_columns().map_err(|e| EvalError::Storage(e.to_string()))?;
+                let range = cols.range_of(self.from, self.through);
+                run.plain_block(partial, cols.timestamps(), |i| cols.line_len(i), range)?;
                 continue;
             }
             let block = handle.clone().decode().map_err(|e| EvalError::Storage(e.to_string()))?;
@@ -240,7 +247,7 @@ impl Scan {
                 continue;
             }
             if self.plain && !block.has_metadata() {
-                run.plain_block(partial, &block, range)?;
+                run.plain_block(partial, block.timestamps(), |i| block.line_range(i).len(), range)?;
                 continue;
             }
             let mut md = Vec::new();
@@ -278,20 +285,20 @@ struct UnitRun<'a> {
 
 impl UnitRun<'_> {
     /// A block read without the extractor: every in-range entry is a sample of the stream's own
-    /// series, worth 1 or its line length.
+    /// series, worth 1 or its line length (`line_len(i)`). `ts` are the block's timestamps.
     fn plain_block(
         &mut self,
         partial: &mut Partial,
-        block: &DecodedBlock,
+        ts: &[i64],
+        line_len: impl Fn(usize) -> usize,
         range: Range<usize>,
     ) -> Result<(), EvalError> {
         let bytes = self.scan.kind == Kind::Bytes;
-        let ts = block.timestamps();
         for i in range {
             let t = ts[i];
             let Some((lo, hi)) = self.locator.locate(t) else { continue };
             let s = self.own_series(partial, lo)?;
-            let v = if bytes { block.line_range(i).len() as f64 } else { 1.0 };
+            let v = if bytes { line_len(i) as f64 } else { 1.0 };
             partial.acc.add(s, t, v, lo, hi);
         }
         Ok(())
@@ -361,7 +368,7 @@ impl UnitRun<'_> {
         let scan = self.scan;
         let mut blocks = Vec::new();
         for handle in &self.stream.blocks {
-            if handle.meta().overlaps(scan.from, scan.through) {
+            if handle.meta().overlaps(scan.from, scan.through) && !scan.extractor.pipeline().skips_block(handle) {
                 blocks.push(handle.clone().decode().map_err(|e| EvalError::Storage(e.to_string()))?);
             }
         }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use memchr::memmem::Finder;
 use regex::bytes::Regex;
 
-use crate::chunk::DecodedBlock;
+use crate::chunk::{BlockHandle, DecodedBlock, needle};
 use crate::logql::{IpPattern, LineFilter, LineFilterOp, LineMatch};
 
 use super::parsers::PatternMatcher;
@@ -109,6 +109,39 @@ pub(crate) fn plan(filters: &[&LineFilterStage]) -> Option<SearchPlan> {
         }
     }
     best.map(|(_, needles)| SearchPlan { needles: needles.iter().map(|n| Finder::new(n).into_owned()).collect() })
+}
+
+/// How [`super::Pipeline::skips_block`] rules blocks out by their needle index: for each leading
+/// positive filter whose every alternative has a guaranteed substring with whole tokens (see
+/// [`needle::literal_tokens`]), those tokens' hashes per alternative. A block is ruled out when,
+/// for one of the filters, every alternative has a token the block's index does not hold.
+#[derive(Debug, Clone)]
+pub(crate) struct NeedlePlan {
+    /// Per filter, per alternative, the token hashes.
+    filters: Vec<Vec<Vec<u64>>>,
+}
+
+/// The needle plan of a pipeline starting with `filters`, `None` when no filter can use the
+/// index.
+pub(crate) fn needle_plan(filters: &[&LineFilterStage]) -> Option<NeedlePlan> {
+    let mut out = Vec::new();
+    for f in filters.iter().filter(|f| !f.negative) {
+        let alts: Option<Vec<Vec<u64>>> =
+            f.alts.iter().map(|a| a.needle().map(|n| needle::literal_tokens(&n)).filter(|t| !t.is_empty())).collect();
+        if let Some(alts) = alts
+            && !alts.is_empty()
+        {
+            out.push(alts);
+        }
+    }
+    (!out.is_empty()).then_some(NeedlePlan { filters: out })
+}
+
+impl NeedlePlan {
+    /// Whether no line of `block` can pass the filters, by the block's needle index.
+    pub(crate) fn skips(&self, block: &BlockHandle) -> bool {
+        self.filters.iter().any(|alts| alts.iter().all(|tokens| !block.may_contain_tokens(tokens)))
+    }
 }
 
 /// Appends the index of every line of `block` containing the needle, in order.

@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 use regex::bytes::CaptureLocations;
 
-use crate::chunk::DecodedBlock;
+use crate::chunk::{BlockHandle, DecodedBlock};
 use crate::labels::{Label, SharedLabels};
 use crate::logql::{NamedMatcher, Stage};
 use crate::query::EvalError;
@@ -61,7 +61,7 @@ use format::{LabelFormatStage, LineFormatStage};
 use json::{JsonExprStage, JsonScratch};
 use label_filter::CompiledLabelFilter;
 use labels::{LineLabels, ResultCache, Selection};
-use line_filter::{LineFilterStage, SearchPlan};
+use line_filter::{LineFilterStage, NeedlePlan, SearchPlan};
 use logfmt::{Decoder, LogfmtStage};
 use parsers::{Hints, PatternStage, RegexpStage};
 
@@ -112,6 +112,8 @@ enum CStage {
 struct Compiled {
     stages: Vec<CStage>,
     search: Option<SearchPlan>,
+    /// Tokens of the leading line filters, to skip blocks by their needle index.
+    needles: Option<NeedlePlan>,
     /// Set for metric queries whose result keeps only some labels.
     hints: Option<Hints>,
 }
@@ -159,7 +161,8 @@ impl Pipeline {
             })
             .collect();
         let search = line_filter::plan(&leading);
-        Ok(Pipeline { inner: Arc::new(Compiled { stages: out, search, hints }) })
+        let needles = line_filter::needle_plan(&leading);
+        Ok(Pipeline { inner: Arc::new(Compiled { stages: out, search, needles, hints }) })
     }
 
     /// True when the pipeline has no stages: every line passes unchanged with its stream labels.
@@ -176,6 +179,14 @@ impl Pipeline {
     pub fn candidates(&self, block: &DecodedBlock) -> Option<Vec<usize>> {
         let plan = self.inner.search.as_ref()?;
         Some(line_filter::candidates(plan, block))
+    }
+
+    /// Whether no entry of `block` can pass the pipeline's leading line filters, as told by the
+    /// block's needle index without decompressing it (see [`crate::chunk::needle`]). `false`
+    /// whenever in doubt: no usable filter token, no index (format-1 blocks, head snapshots), a
+    /// possible token (a real one or a false positive). Skipping never drops a passing entry.
+    pub fn skips_block(&self, block: &BlockHandle) -> bool {
+        self.inner.needles.as_ref().is_some_and(|plan| plan.skips(block))
     }
 
     /// Label names the stages read (label filters, templates, `label_format` sources).
