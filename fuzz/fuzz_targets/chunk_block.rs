@@ -2,35 +2,25 @@
 //! an ingester's `Select` answer): decompression bounded by the header's length, then the
 //! timestamp, length, metadata and line columns, and every accessor of the decoded block.
 //!
-//! Input: codec id u8, count u32, min_ts i64, max_ts i64, uncompressed_len u32 (little-endian),
-//! then the payload; the header's compressed length and CRC32C are computed from the payload.
+//! Input: see `norn::fuzzing::WIRE_BLOCK_HEADER` (codec, count, timestamps, lengths, and the
+//! format-2 section lengths when the sectioned flag is set), then the payload; the stored length
+//! and checksums are computed from the payload. The column-only read must agree with the full
+//! decode.
 #![no_main]
 
-use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use norn::chunk::{BlockHandle, BlockMeta, Codec};
-
-const HEADER: usize = 1 + 4 + 8 + 8 + 4;
+use norn::chunk::BlockHandle;
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() < HEADER {
-        return;
-    }
-    let Some(codec) = Codec::from_id(data[0]) else { return };
-    let u32_at = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
-    let i64_at = |at: usize| i64::from_le_bytes(data[at..at + 8].try_into().unwrap());
-    let payload = &data[HEADER..];
-    let meta = BlockMeta {
-        count: u32_at(1),
-        min_ts: i64_at(5),
-        max_ts: i64_at(13),
-        uncompressed_len: u32_at(21),
-        compressed_len: payload.len() as u32,
-        crc32c: crc32c::crc32c(payload),
-        offset: 0,
-    };
-    let Ok(handle) = BlockHandle::from_wire(meta, codec, Bytes::copy_from_slice(payload)) else { return };
+    let Some((meta, codec, payload)) = norn::fuzzing::wire_block(data) else { return };
+    let Ok(handle) = BlockHandle::from_wire(meta, codec, payload) else { return };
+    let columns = handle.clone().decode_columns();
     let Ok(block) = handle.decode() else { return };
+    let columns = columns.expect("the column section decodes when the whole block does");
+    assert_eq!(columns.timestamps(), block.timestamps(), "column timestamps differ from the block's");
+    for i in 0..block.len() {
+        assert_eq!(columns.line_len(i), block.line_range(i).len(), "column line length differs");
+    }
     assert_eq!(block.len(), meta.count as usize, "decoded entry count differs from the header");
     let ts = block.timestamps();
     assert!(ts.windows(2).all(|w| w[0] <= w[1]), "timestamps not sorted");

@@ -168,6 +168,30 @@ pub struct BlockMsg {
     pub flags: u32,
 }
 
+impl BlockMsg {
+    /// The message of a block with header `meta` and codec `codec`; `data` is its stored bytes,
+    /// or empty when the data is not asked for.
+    pub fn new(meta: &crate::chunk::BlockMeta, codec: crate::chunk::Codec, data: Bytes) -> Self {
+        let sections = meta.sections;
+        BlockMsg {
+            count: meta.count,
+            min_ts: meta.min_ts,
+            max_ts: meta.max_ts,
+            uncompressed_len: meta.uncompressed_len,
+            compressed_len: meta.compressed_len,
+            crc32c: meta.crc32c,
+            codec: u32::from(codec.id()),
+            data,
+            sectioned: sections.is_some(),
+            columns_len: sections.map_or(0, |s| s.columns_len),
+            columns_uncompressed_len: sections.map_or(0, |s| s.columns_uncompressed_len),
+            columns_crc32c: sections.map_or(0, |s| s.columns_crc32c),
+            index_len: sections.map_or(0, |s| s.index_len),
+            flags: sections.map_or(0, |s| s.flags),
+        }
+    }
+}
+
 /// Label sets of a tenant's streams matching a selector with data in `[from, through)`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SeriesRequest {

@@ -237,22 +237,7 @@ fn batches(streams: Vec<MemoryStream>, with_data: bool) -> impl Iterator<Item = 
             let (meta, codec, data) = b.wire();
             let data = if with_data { data } else { bytes::Bytes::new() };
             size += data.len() + 64;
-            msg.blocks.push(BlockMsg {
-                count: meta.count,
-                min_ts: meta.min_ts,
-                max_ts: meta.max_ts,
-                uncompressed_len: meta.uncompressed_len,
-                compressed_len: meta.compressed_len,
-                crc32c: meta.crc32c,
-                codec: u32::from(codec.id()),
-                data,
-                sectioned: meta.sections.is_some(),
-                columns_len: meta.sections.map_or(0, |s| s.columns_len),
-                columns_uncompressed_len: meta.sections.map_or(0, |s| s.columns_uncompressed_len),
-                columns_crc32c: meta.sections.map_or(0, |s| s.columns_crc32c),
-                index_len: meta.sections.map_or(0, |s| s.index_len),
-                flags: meta.sections.map_or(0, |s| s.flags),
-            });
+            msg.blocks.push(BlockMsg::new(&meta, codec, data));
             if size >= SELECT_BATCH_BYTES {
                 let full = std::mem::replace(
                     &mut msg,
