@@ -22,15 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(refs) = decode_index_object(TENANT, &body) else { return };
     let again = decode_index_object(TENANT, &encode_index_object(TENANT, &refs)).expect("a re-encoded index decodes");
     let mut expected = refs.clone();
-    expected.sort_by(|a, b| {
-        (a.fingerprint, a.from, a.through, &a.key, &a.labels).cmp(&(
-            b.fingerprint,
-            b.from,
-            b.through,
-            &b.key,
-            &b.labels,
-        ))
-    });
+    expected.sort_by(norn::storage::ChunkRef::storage_order);
     expected.dedup();
     assert_eq!(again.len(), expected.len(), "re-encoding changed the number of references");
 });

@@ -72,6 +72,17 @@ pub struct ChunkRef {
 }
 
 impl ChunkRef {
+    /// The order index objects store references in: by stream, then time, key and labels.
+    pub fn storage_order(&self, other: &ChunkRef) -> std::cmp::Ordering {
+        (self.fingerprint, self.from, self.through, &self.key, &self.labels).cmp(&(
+            other.fingerprint,
+            other.from,
+            other.through,
+            &other.key,
+            &other.labels,
+        ))
+    }
+
     /// Whether the chunk has entries in `[from, through]`.
     pub fn overlaps(&self, from: i64, through: i64) -> bool {
         self.from <= through && self.through >= from

@@ -47,15 +47,7 @@ pub(crate) struct IndexObject {
 /// only on the set of refs, so retrying a write produces the same bytes and the same object name.
 pub(crate) fn encode_index_object<'a>(tenant: &str, refs: impl IntoIterator<Item = &'a ChunkRef>) -> Vec<u8> {
     let mut sorted: Vec<&ChunkRef> = refs.into_iter().collect();
-    sorted.sort_by(|a, b| {
-        (a.fingerprint, a.from, a.through, &a.key, &a.labels).cmp(&(
-            b.fingerprint,
-            b.from,
-            b.through,
-            &b.key,
-            &b.labels,
-        ))
-    });
+    sorted.sort_by(|a, b| a.storage_order(b));
     sorted.dedup_by(|a, b| a == b);
 
     let mut strings = Interner::default();

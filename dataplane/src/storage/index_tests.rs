@@ -289,15 +289,7 @@ fn arb_refs() -> impl Strategy<Value = Vec<ChunkRef>> {
 }
 
 fn canonical(mut refs: Vec<ChunkRef>) -> Vec<ChunkRef> {
-    refs.sort_by(|a, b| {
-        (a.fingerprint, a.from, a.through, &a.key, &a.labels).cmp(&(
-            b.fingerprint,
-            b.from,
-            b.through,
-            &b.key,
-            &b.labels,
-        ))
-    });
+    refs.sort_by(ChunkRef::storage_order);
     refs.dedup();
     refs
 }
