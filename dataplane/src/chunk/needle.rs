@@ -68,17 +68,24 @@ static CLASS: [u8; 256] = {
 /// Calls `f` with every token of `line` (see the module doc), in order, duplicates included.
 #[inline]
 pub fn for_each_token(line: &[u8], mut f: impl FnMut(&[u8])) {
+    for_each_token_range(line, |start, end| f(&line[start..end]));
+}
+
+/// Calls `f` with `start..end` of every token of `bytes`, in order: runs of token bytes at
+/// least [`MIN_TOKEN_LEN`] long holding a digit.
+#[inline]
+fn for_each_token_range(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
     let mut i = 0;
-    let n = line.len();
+    let n = bytes.len();
     while i < n {
         // Skip separators.
-        while i < n && CLASS[line[i] as usize] == 0 {
+        while i < n && CLASS[bytes[i] as usize] == 0 {
             i += 1;
         }
         let start = i;
         let mut digits = 0u8;
         while i < n {
-            let c = CLASS[line[i] as usize];
+            let c = CLASS[bytes[i] as usize];
             if c == 0 {
                 break;
             }
@@ -86,7 +93,7 @@ pub fn for_each_token(line: &[u8], mut f: impl FnMut(&[u8])) {
             i += 1;
         }
         if i - start >= MIN_TOKEN_LEN && digits != 0 {
-            f(&line[start..i]);
+            f(start, i);
         }
     }
 }
@@ -228,23 +235,12 @@ pub fn token_hash(token: &[u8]) -> u64 {
 /// sides by a non-token byte of `literal`. Empty when there is none (the index cannot help).
 pub fn literal_tokens(literal: &[u8]) -> Vec<u64> {
     let mut out = Vec::new();
-    let mut i = 0;
     let n = literal.len();
-    while i < n {
-        while i < n && CLASS[literal[i] as usize] == 0 {
-            i += 1;
+    for_each_token_range(literal, |start, end| {
+        if start > 0 && end < n {
+            out.push(token_hash(&literal[start..end]));
         }
-        let start = i;
-        let mut digits = 0u8;
-        while i < n && CLASS[literal[i] as usize] != 0 {
-            digits |= CLASS[literal[i] as usize] & 2;
-            i += 1;
-        }
-        let bounded = start > 0 && i < n;
-        if bounded && i - start >= MIN_TOKEN_LEN && digits != 0 {
-            out.push(token_hash(&literal[start..i]));
-        }
-    }
+    });
     out.sort_unstable();
     out.dedup();
     out
