@@ -176,15 +176,14 @@ impl RingIngesters {
             }
         });
         let (results, stragglers) = gather(&set, &view.snapshot, calls).await;
-        let mut failed = stragglers.clone();
         let mut errors: Vec<String> = Vec::new();
         if !stragglers.is_empty() {
             errors.push(format!(
-                "{} ingester(s) did not answer within {:?} of the others",
-                stragglers.len(),
-                STRAGGLER_GRACE
+                "{} ingester(s) still had not answered after the others, given a grace of at least {STRAGGLER_GRACE:?}",
+                stragglers.len()
             ));
         }
+        let mut failed = stragglers;
         let mut out = Vec::with_capacity(results.len());
         for (i, r) in results {
             match r {
