@@ -54,7 +54,8 @@ for t in "${targets[@]}"; do
         artifact=$(grep -o 'Test unit written to [^ ]*' "$out" | tail -1 | sed 's/Test unit written to //' || true)
         tail -40 "$out" >&2
         log "$t: FAILED; artifact: ${artifact:-none (see fuzz/$out)}"
-        log "reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --manifest-path fuzz/Cargo.toml $t fuzz/${artifact:-<artifact>}"
+        case "$artifact" in /*) ;; '') artifact="fuzz/<artifact>" ;; *) artifact="fuzz/$artifact" ;; esac
+        log "reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --manifest-path fuzz/Cargo.toml $t $artifact"
         failed+=("$t")
     fi
 done

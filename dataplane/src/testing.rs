@@ -52,13 +52,37 @@ pub struct NornProcess {
 }
 
 impl NornProcess {
-    /// Starts `bin` with `--http.addr=127.0.0.1:0 --log.level=info`, then `args`, with `env`
+    /// Starts `bin` with `--http.addr=127.0.0.1:0` (unless `args` name another) and
+    /// `--log.level=info`, then `args`, with `env`
     /// added to the environment, logging to `log`. Returns at once: the process may not serve
     /// yet (see [`NornProcess::http_addr`]).
     pub fn spawn(bin: &Path, log: &Path, args: &[String], env: &[(&str, &str)]) -> Result<Self, String> {
+        Self::spawn_in(&[], bin, log, args, env)
+    }
+
+    /// [`NornProcess::spawn`] under a `wrapper` command that execs `bin` with its arguments,
+    /// such as `ip netns exec NAME` ([`NetNs::exec`]); the child's pid is then `bin`'s.
+    pub fn spawn_in(
+        wrapper: &[String],
+        bin: &Path,
+        log: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let log_file = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-        let child = Command::new(bin)
-            .args(["--http.addr=127.0.0.1:0", "--log.level=info"])
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        if !args.iter().any(|a| a.starts_with("--http.addr")) {
+            cmd.arg("--http.addr=127.0.0.1:0");
+        }
+        let child = cmd
+            .arg("--log.level=info")
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -78,7 +102,19 @@ impl NornProcess {
         env: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<Self, String> {
-        let mut p = Self::spawn(bin, log, args, env)?;
+        Self::start_in(&[], bin, log, args, env, timeout)
+    }
+
+    /// [`NornProcess::start`] under a `wrapper` command ([`NornProcess::spawn_in`]).
+    pub fn start_in(
+        wrapper: &[String],
+        bin: &Path,
+        log: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let mut p = Self::spawn_in(wrapper, bin, log, args, env)?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = p.child.try_wait() {
@@ -219,7 +255,7 @@ pub enum Faults {
     Partitioned,
 }
 
-/// A TCP proxy on `127.0.0.1` in front of a server (an S3 server, an ingester's gRPC port) whose
+/// A TCP proxy on `127.0.0.1` (or another local address) in front of a server (an S3 server, an ingester's gRPC port) whose
 /// faults a test switches at runtime ([`Faults`]). Stops when dropped.
 pub struct FaultProxy {
     addr: SocketAddr,
@@ -238,10 +274,22 @@ impl FaultProxy {
         Ok(proxy)
     }
 
+    /// Starts relaying `<ip>:<free port>` to `upstream`: a server on loopback made reachable
+    /// from another network namespace ([`NetNs::host_ip`]).
+    pub async fn start_on(ip: std::net::IpAddr, upstream: SocketAddr) -> std::io::Result<FaultProxy> {
+        let proxy = Self::listen(SocketAddr::new(ip, 0)).await?;
+        proxy.set_upstream(upstream);
+        Ok(proxy)
+    }
+
     /// Starts listening with no upstream yet, for a server that must be told the proxy's address
     /// before it starts (an ingester's `--instance.addr`); see [`FaultProxy::set_upstream`].
     pub async fn start_unconnected() -> std::io::Result<FaultProxy> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::listen(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    async fn listen(at: SocketAddr) -> std::io::Result<FaultProxy> {
+        let listener = tokio::net::TcpListener::bind(at).await?;
         let addr = listener.local_addr()?;
         let (mode, watch) = tokio::sync::watch::channel(Faults::Pass);
         let upstream = Arc::new(parking_lot::Mutex::new(None));
@@ -395,4 +443,97 @@ async fn relay(
     }
     // Dropping both ends closes them; a cut connection is reset rather than finished cleanly.
     let _ = client.set_zero_linger();
+}
+
+/// A network namespace joined to this one by a veth pair, for a real network partition of the
+/// processes started in it ([`NetNs::exec`]): while [`NetNs::set_linked`]`(false)` holds, the
+/// kernel drops every packet between the two sides and refuses nothing (both ends keep permanent
+/// neighbour entries, so no failed ARP turns the silence into "host unreachable"). Needs root
+/// (CAP_NET_ADMIN) and iproute2's `ip`; [`NetNs::create`] says why when it cannot. Deleted with
+/// its veth pair when dropped.
+#[derive(Debug)]
+pub struct NetNs {
+    name: String,
+    host_if: String,
+    ns_if: String,
+    host_ip: std::net::Ipv4Addr,
+    ns_ip: std::net::Ipv4Addr,
+    host_mac: String,
+}
+
+impl NetNs {
+    /// Creates the namespace, with loopback up and a /30 on the veth pair (10.222.x.y, chosen
+    /// from the pid so that concurrent test processes do not meet).
+    pub fn create() -> Result<NetNs, String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let pid = std::process::id();
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = (pid.wrapping_mul(8).wrapping_add(k)) & 0x3fff;
+        let [a, b] = [(id >> 6) as u8, (id & 63) as u8 * 4];
+        let mut ns = NetNs {
+            name: format!("norn-{pid}-{k}"),
+            host_if: format!("nh{pid:x}{k}"),
+            ns_if: format!("nn{pid:x}{k}"),
+            host_ip: std::net::Ipv4Addr::new(10, 222, a, b + 1),
+            ns_ip: std::net::Ipv4Addr::new(10, 222, a, b + 2),
+            host_mac: String::new(),
+        };
+        ip(&["netns", "add", &ns.name])?;
+        ip(&["link", "add", &ns.host_if, "type", "veth", "peer", "name", &ns.ns_if, "netns", &ns.name])?;
+        ip(&["addr", "add", &format!("{}/30", ns.host_ip), "dev", &ns.host_if])?;
+        ip(&["link", "set", &ns.host_if, "up"])?;
+        ip(&["-n", &ns.name, "addr", "add", &format!("{}/30", ns.ns_ip), "dev", &ns.ns_if])?;
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        ns.host_mac = ip(&["-br", "link", "show", &ns.host_if])?.split_whitespace().nth(2).unwrap_or_default().into();
+        let ns_link = ip(&["-n", &ns.name, "-br", "link", "show", &ns.ns_if])?;
+        let ns_mac = ns_link.split_whitespace().nth(2).unwrap_or_default();
+        ip(&["neigh", "replace", &ns.ns_ip.to_string(), "lladdr", ns_mac, "dev", &ns.host_if, "nud", "permanent"])?;
+        ns.set_linked(true)?;
+        Ok(ns)
+    }
+
+    /// The prefix that runs a command inside the namespace: `ip netns exec <name>`.
+    pub fn exec(&self) -> Vec<String> {
+        ["ip", "netns", "exec", &self.name].map(String::from).to_vec()
+    }
+
+    /// This side's address, reachable from inside the namespace.
+    pub fn host_ip(&self) -> std::net::IpAddr {
+        self.host_ip.into()
+    }
+
+    /// The namespace's address, reachable from this side.
+    pub fn ns_ip(&self) -> std::net::IpAddr {
+        self.ns_ip.into()
+    }
+
+    /// Takes the namespace's end of the veth pair down (a partition: packets from this side are
+    /// dropped, the namespace cannot send) or up again.
+    pub fn set_linked(&self, up: bool) -> Result<(), String> {
+        ip(&["-n", &self.name, "link", "set", &self.ns_if, if up { "up" } else { "down" }])?;
+        if up {
+            // Taking a link down flushes its neighbour entries, permanent ones included.
+            let host_ip = self.host_ip.to_string();
+            let entry =
+                ["neigh", "replace", &host_ip, "lladdr", &self.host_mac, "dev", &self.ns_if, "nud", "permanent"];
+            ip(&[&["-n", self.name.as_str()][..], &entry].concat())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// Runs `ip args`: its stdout, or what it printed on failure.
+fn ip(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -99,12 +99,17 @@ impl Cluster {
 
     /// Starts a process with the shared flags, `extra` replacing any of them it names again.
     fn start_process(&self, name: &str, extra: &[String]) -> NornProcess {
+        self.start_process_in(&[], name, extra)
+    }
+
+    /// [`Cluster::start_process`] under a `wrapper` command (`ip netns exec NS`).
+    fn start_process_in(&self, wrapper: &[String], name: &str, extra: &[String]) -> NornProcess {
         let flag = |a: &String| a.split('=').next().unwrap_or_default().to_string();
         let mut args = self.shared_args(name);
         args.retain(|a| extra.iter().all(|e| flag(e) != flag(a)));
         args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::start_norn_with_env(self.dir.path(), &args, S3_ENV)
+        common::start_norn_in(wrapper, self.dir.path(), &args, S3_ENV)
     }
 
     fn start_ingester(&self, i: usize) -> NornProcess {
@@ -672,6 +677,91 @@ async fn a_partitioned_ingester_loses_and_duplicates_nothing() {
     let counted: u64 = after.values().sum();
     println!(
         "FIGURE partition: {} lines acknowledged, {counted} counted after healing (0 lost, 0 duplicated); 4 pushes during the partition took {pushed_during:?}, a query {query_during:?}",
+        load.total()
+    );
+}
+
+/// A real network partition of one ingester at RF=3: it runs in its own network namespace,
+/// joined to the others by a veth pair, and reaches etcd and S3 through relays on this side's
+/// end of it. Taking its link down cuts everything at once: the distributor's and the querier's
+/// gRPC to it (silence: packets are dropped, nothing is refused) and its own heartbeats to etcd,
+/// so after the heartbeat timeout the ring marks it unhealthy and requests stop waiting for it.
+/// Pushes are acknowledged by the other two and queries answer with exact counts throughout;
+/// once the link is back it heartbeats ACTIVE again with its tokens, and exactly the
+/// acknowledged lines are counted, once each. Skipped where a namespace cannot be made (not
+/// root); [`a_partitioned_ingester_loses_and_duplicates_nothing`] covers such machines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingester_cut_off_in_a_network_namespace_loses_and_duplicates_nothing() {
+    use norn::testing::{FaultProxy, NetNs};
+    let ns = match NetNs::create() {
+        Ok(ns) => ns,
+        Err(e) => {
+            println!("SKIP an_ingester_cut_off_in_a_network_namespace...: cannot make a network namespace ({e})");
+            return;
+        }
+    };
+    let mut c = Cluster::start("norn-netns", "5s").await;
+    let tokens = tokens_of(&c.ring().await, "ingester-2");
+    c.ingesters[2].take().unwrap().kill9();
+    let etcd = FaultProxy::start_on(ns.host_ip(), c.etcd.endpoint().parse().unwrap()).await.unwrap();
+    let moto = c.moto.endpoint().trim_start_matches("http://").parse().unwrap();
+    let s3 = FaultProxy::start_on(ns.host_ip(), moto).await.unwrap();
+    let inside = ns.ns_ip();
+    let extra = [
+        "--target=ingester".to_string(),
+        "--instance.id=ingester-2".into(),
+        format!("--http.addr={inside}:0"),
+        format!("--grpc.addr={inside}:0"),
+        format!("--ring.etcd.endpoints={}", etcd.addr()),
+        format!("--storage.s3.endpoint={}", s3.url()),
+    ];
+    c.ingesters[2] = Some(c.start_process_in(&ns.exec(), "ingester-2", &extra));
+    let member = |healthy: bool| {
+        let at = format!("{inside}:");
+        move |shards: &[Value]| {
+            shards.iter().any(|s| {
+                // `state` shows UNHEALTHY for a stale heartbeat; `registered_state` is the ring's.
+                s["id"] == "ingester-2"
+                    && s["registered_state"] == "ACTIVE"
+                    && s["healthy"] == healthy
+                    && s["address"].as_str().is_some_and(|a| a.starts_with(&at))
+            })
+        }
+    };
+    c.wait_ring("ingester-2 ACTIVE in its namespace", member(true)).await;
+
+    let mut load = Load::new("netns");
+    push_all(&c, &mut load, 3).await;
+    ns.set_linked(false).unwrap();
+    let cut = std::time::Instant::now();
+    push_all(&c, &mut load, 4).await;
+    let pushed_cut = cut.elapsed();
+    let asked = std::time::Instant::now();
+    assert_eq!(c.counts("netns").await.unwrap(), load.expected, "counts right after the cut");
+    let query_cut = asked.elapsed();
+    c.wait_ring("ingester-2 unhealthy once its heartbeats stop", member(false)).await;
+    let marked = cut.elapsed();
+    let pushing = std::time::Instant::now();
+    push_all(&c, &mut load, 4).await;
+    let pushed_unhealthy = pushing.elapsed();
+    let asked = std::time::Instant::now();
+    assert_eq!(c.counts("netns").await.unwrap(), load.expected, "counts while ingester-2 is marked unhealthy");
+    let query_unhealthy = asked.elapsed();
+
+    ns.set_linked(true).unwrap();
+    let healed = std::time::Instant::now();
+    let ring = c.wait_ring("ingester-2 healthy again", member(true)).await;
+    let rejoined = healed.elapsed();
+    assert_eq!(tokens_of(&ring, "ingester-2"), tokens, "ingester-2 keeps its tokens");
+    push_all(&c, &mut load, 3).await;
+    let after = eventually("exact counts after the partition", DEADLINE, || async {
+        let counts = c.counts("netns").await.ok()?;
+        (counts == load.expected).then_some(counts)
+    })
+    .await;
+    let counted: u64 = after.values().sum();
+    println!(
+        "FIGURE netns partition: {} lines acknowledged, {counted} counted after healing (0 lost, 0 duplicated); right after the cut 4 pushes took {pushed_cut:?} and a query {query_cut:?}; marked unhealthy {marked:?} after the cut (heartbeat timeout 5s), then 4 pushes took {pushed_unhealthy:?} and a query {query_unhealthy:?}; healthy again {rejoined:?} after the link came back",
         load.total()
     );
 }

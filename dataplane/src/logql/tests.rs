@@ -820,3 +820,21 @@ fn queries_at_the_nesting_limit_parse_print_and_parse_back_on_a_worker_stack() {
     let one_more = format!("{}vector(1){}", "sum(".repeat(d), ")".repeat(d));
     assert!(parse_expr(&one_more).is_err());
 }
+
+#[test]
+fn fuzz_found_label_filter_queries_print_to_text_that_parses_back() {
+    // Found by the fuzzer in CI (fuzz/fuzz_targets/logql_roundtrip.rs).
+    // A byte size of zero printed as Loki prints it, `0B`, lexes as a Go binary literal.
+    for q in [
+        r#"{app="a"} | json | status >= 500 and dutatus >= 500 and duration > .5Bsration > 10KB"#,
+        r#"{app="a"} | logfmt | size >= 0KB or size == 0.4B"#,
+    ] {
+        let e = parse_expr(q).unwrap();
+        let printed = e.to_string();
+        let again = parse_expr(&printed).unwrap_or_else(|err| panic!("printed {printed:?} fails: {err}"));
+        assert_eq!(format!("{again:?}"), format!("{e:?}"), "printed {printed:?}");
+        assert_eq!(again.to_string(), printed);
+        let p = pretty(&e);
+        assert_eq!(format!("{:?}", parse_expr(&p).unwrap()), format!("{e:?}"), "pretty {p:?}");
+    }
+}

@@ -309,8 +309,13 @@ pub(crate) fn parse_bytes_go(s: &str) -> Result<u64, String> {
 
 /// Formats a byte size the way Loki prints bytes label filters (`go-humanize`'s SI form without
 /// the space, e.g. `1.0MB`, `500kB`) when that form parses back to the same value; otherwise an
-/// exact form (`2KiB`, `1234B`) so that printing never changes the query.
+/// exact form (`2KiB`, `1234B`) so that printing never changes the query. Zero prints as `0kB`:
+/// Loki's `0B` lexes as a Go binary-literal prefix with no digits and does not parse.
 pub(crate) fn fmt_bytes(out: &mut String, v: u64) {
+    if v == 0 {
+        out.push_str("0kB");
+        return;
+    }
     let human = humanize_bytes(v);
     if parse_bytes(&human) == Some(v) {
         out.push_str(&human);

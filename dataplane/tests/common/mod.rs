@@ -25,12 +25,18 @@ pub fn start_norn(dir: &Path, args: &[&str]) -> NornProcess {
 
 /// [`start_norn`] with extra environment variables (S3 credentials).
 pub fn start_norn_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> NornProcess {
+    start_norn_in(&[], dir, args, env)
+}
+
+/// [`start_norn_with_env`] under a `wrapper` command that execs the binary (`ip netns exec NS`).
+#[allow(dead_code)] // Not every test crate starts processes in a network namespace.
+pub fn start_norn_in(wrapper: &[String], dir: &Path, args: &[&str], env: &[(&str, &str)]) -> NornProcess {
     let log = dir.join(format!(
         "norn-{}.log",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     ));
     let args = without_discovery(args);
-    NornProcess::start(Path::new(env!("CARGO_BIN_EXE_norn")), &log, &args, env, Duration::from_secs(60))
+    NornProcess::start_in(wrapper, Path::new(env!("CARGO_BIN_EXE_norn")), &log, &args, env, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
