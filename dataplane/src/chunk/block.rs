@@ -37,7 +37,7 @@ use bytes::Bytes;
 
 use super::ChunkError;
 use super::codec::{self, Codec};
-use super::needle::NeedleIndex;
+use super::needle::{LiteralTokens, NeedleIndex};
 use crate::entry::Entry;
 use crate::labels::Label;
 
@@ -327,18 +327,18 @@ impl BlockHandle {
         }
     }
 
-    /// Whether the block may hold a line with every token of `tokens` (hashes from
+    /// Whether the block may hold a line with everything of `tokens` (hashes from
     /// [`needle::literal_tokens`](super::needle::literal_tokens)): `false` only when the
     /// block's needle index proves one of them absent. Blocks without an index (format 1, head
     /// snapshots) and blocks whose index fails its checksum always may.
-    pub fn may_contain_tokens(&self, tokens: &[u64]) -> bool {
+    pub fn may_contain_tokens(&self, tokens: &LiteralTokens) -> bool {
         let HandleInner::Compressed { data, .. } = &self.inner else { return true };
         if tokens.is_empty() {
             return true;
         }
         let block = Block { meta: self.meta, data: data.clone() };
         match block.needle_index() {
-            Some(index) => tokens.iter().all(|&t| index.may_contain(t)),
+            Some(index) => index.may_contain_all(tokens),
             None => true,
         }
     }

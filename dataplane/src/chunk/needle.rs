@@ -18,11 +18,21 @@
 //! those tokens is not in its filter; a false positive only costs the decompression it would
 //! have cost anyway, the filter never drops a matching line.
 //!
+//! A literal usually ends in its id (`|= "trace_id=4bf92f3577b34da6"`), and the run touching
+//! its end may go on in the line. Index kind 2 therefore also sets, for every token longer than
+//! [`PREFIX_LEN`] bytes, the hash of its first [`PREFIX_LEN`] bytes (a token of exactly that
+//! length is its own prefix). A run of the literal that starts after a non-token byte of the
+//! literal, reaches its end, is at least [`PREFIX_LEN`] long and holds a digit is the start of
+//! a token of every matching line, so the hash of its first [`PREFIX_LEN`] bytes is in the
+//! filter of every block holding such a line ([`LiteralTokens::prefixes`]). Kind-1 indexes
+//! (written before) have no prefixes; their blocks are checked by whole tokens only.
+//!
 //! # Encoded index
 //!
 //! | offset     | size  | field                                                       |
 //! |------------|-------|-------------------------------------------------------------|
-//! | 0          | 1     | index kind, `1` (Bloom filter, xxh3, double hashing)        |
+//! | 0          | 1     | index kind: `2` (Bloom filter, xxh3, double hashing, tokens  |
+//! |            |       | and their prefixes); `1` (the same without prefixes) is read |
 //! | 1          | 1     | probes `k`                                                  |
 //! | 2          | 2     | reserved, `0`                                               |
 //! | 4          | 4     | `W`, number of 64-bit words of the bit array, u32           |
@@ -42,8 +52,12 @@ pub const BITS_PER_TOKEN: usize = 10;
 /// Probes per token: `10 * ln 2` rounded, the optimum for [`BITS_PER_TOKEN`]; the false
 /// positive rate is `(1 - e^(-k/10))^k` ≈ 0.82%.
 pub const PROBES: u32 = 7;
-/// The one index kind written and read.
+/// Bytes of a token's prefix set in a kind-2 index (see the module doc).
+pub const PREFIX_LEN: usize = 16;
+/// Index kind of whole tokens only: read, no longer written.
 const KIND_BLOOM: u8 = 1;
+/// Index kind of whole tokens and their prefixes: written and read.
+const KIND_BLOOM_PREFIXES: u8 = 2;
 /// Kind, probes, reserved and word count.
 const HEADER_LEN: usize = 8;
 
@@ -231,18 +245,43 @@ pub fn token_hash(token: &[u8]) -> u64 {
     xxh3_64(token)
 }
 
-/// Hashes of the tokens every line containing `literal` holds whole: those bounded on both
-/// sides by a non-token byte of `literal`. Empty when there is none (the index cannot help).
-pub fn literal_tokens(literal: &[u8]) -> Vec<u64> {
-    let mut out = Vec::new();
+/// What every line containing a literal holds, by token hash ([`literal_tokens`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiteralTokens {
+    /// Tokens held whole: runs of the literal bounded on both sides by a non-token byte of it.
+    pub whole: Vec<u64>,
+    /// Token prefixes of [`PREFIX_LEN`] bytes: runs that start after a non-token byte of the
+    /// literal and reach its end. Only kind-2 indexes hold prefixes.
+    pub prefixes: Vec<u64>,
+}
+
+impl LiteralTokens {
+    /// Requires these whole tokens.
+    pub fn whole(whole: Vec<u64>) -> LiteralTokens {
+        LiteralTokens { whole, prefixes: Vec::new() }
+    }
+
+    /// Whether nothing is required (the index cannot help).
+    pub fn is_empty(&self) -> bool {
+        self.whole.is_empty() && self.prefixes.is_empty()
+    }
+}
+
+/// What every line containing `literal` holds (see the module doc): its tokens bounded on both
+/// sides by a non-token byte of `literal`, and the prefix of a long enough token reaching its
+/// end. Empty when there is none (the index cannot help).
+pub fn literal_tokens(literal: &[u8]) -> LiteralTokens {
+    let mut out = LiteralTokens::default();
     let n = literal.len();
     for_each_token_range(literal, |start, end| {
         if start > 0 && end < n {
-            out.push(token_hash(&literal[start..end]));
+            out.whole.push(token_hash(&literal[start..end]));
+        } else if start > 0 && end - start >= PREFIX_LEN {
+            out.prefixes.push(token_hash(&literal[start..start + PREFIX_LEN]));
         }
     });
-    out.sort_unstable();
-    out.dedup();
+    out.whole.sort_unstable();
+    out.whole.dedup();
     out
 }
 
@@ -280,10 +319,17 @@ impl TokenSet {
         self.recent.fill(0);
     }
 
-    /// Adds a token.
+    /// Adds a token, and its prefix when it is longer than [`PREFIX_LEN`].
     #[inline]
     pub(crate) fn insert(&mut self, token: &[u8]) {
-        let h = token_hash(token);
+        self.add(token_hash(token));
+        if token.len() > PREFIX_LEN {
+            self.add(token_hash(&token[..PREFIX_LEN]));
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, h: u64) {
         let slot = &mut self.recent[(h & 0xff) as usize];
         // An empty slot holds 0, so a hash of 0 is always kept.
         if *slot != h || h == 0 {
@@ -298,7 +344,7 @@ impl TokenSet {
 pub(crate) fn encode(hashes: &[u64], out: &mut Vec<u8>) {
     let words = (hashes.len() * BITS_PER_TOKEN).div_ceil(64);
     let start = out.len();
-    out.push(KIND_BLOOM);
+    out.push(KIND_BLOOM_PREFIXES);
     out.push(PROBES as u8);
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&(words as u32).to_le_bytes());
@@ -323,6 +369,8 @@ pub struct NeedleIndex<'a> {
     words: &'a [u8],
     /// Probes per token.
     probes: u32,
+    /// Whether token prefixes were set (kind 2).
+    prefixes: bool,
 }
 
 impl<'a> NeedleIndex<'a> {
@@ -331,7 +379,7 @@ impl<'a> NeedleIndex<'a> {
         if data.len() < HEADER_LEN + 4 {
             return Err(ChunkError::corrupt(format!("needle index of {} bytes", data.len())));
         }
-        if data[0] != KIND_BLOOM || data[2] != 0 || data[3] != 0 {
+        if ![KIND_BLOOM, KIND_BLOOM_PREFIXES].contains(&data[0]) || data[2] != 0 || data[3] != 0 {
             return Err(ChunkError::corrupt(format!("unknown needle index kind {}", data[0])));
         }
         let probes = u32::from(data[1]);
@@ -344,7 +392,14 @@ impl<'a> NeedleIndex<'a> {
         if crc32c::crc32c(&data[..body]) != want {
             return Err(ChunkError::corrupt("needle index fails its checksum"));
         }
-        Ok(NeedleIndex { words: &data[HEADER_LEN..body], probes })
+        Ok(NeedleIndex { words: &data[HEADER_LEN..body], probes, prefixes: data[0] == KIND_BLOOM_PREFIXES })
+    }
+
+    /// Whether a line holding everything of `tokens` may be in the block: `false` is certain.
+    /// Prefixes count only where the index holds them (kind 2).
+    pub fn may_contain_all(&self, tokens: &LiteralTokens) -> bool {
+        tokens.whole.iter().all(|&t| self.may_contain(t))
+            && (!self.prefixes || tokens.prefixes.iter().all(|&t| self.may_contain(t)))
     }
 
     /// Whether a token with this [`token_hash`] may be in the block: `false` is certain.
@@ -416,9 +471,17 @@ mod tests {
     #[test]
     fn literal_tokens_need_both_bounds() {
         assert!(literal_tokens(b"4bf92f3577b34da6").is_empty());
-        assert!(literal_tokens(b"id=4bf92f3577b34da6").is_empty());
-        assert_eq!(literal_tokens(b"id=4bf92f3577b34da6 "), vec![token_hash(b"4bf92f3577b34da6")]);
+        assert!(literal_tokens(b"id=4bf92f3577b34da").is_empty(), "15 bytes: too short a prefix");
+        assert_eq!(
+            literal_tokens(b"id=4bf92f3577b34da6 "),
+            LiteralTokens::whole(vec![token_hash(b"4bf92f3577b34da6")])
+        );
         assert!(literal_tokens(b"\"abc1234\" ").is_empty(), "7 bytes is too short");
+        // A run reaching the end of the literal may go on in the line: only its prefix counts.
+        let t = literal_tokens(b"trace_id=00000000deadbeef00");
+        assert_eq!(t, LiteralTokens { whole: vec![], prefixes: vec![token_hash(b"00000000deadbeef")] });
+        assert!(literal_tokens(b"trace_id=0000000000000000000").prefixes.len() == 1);
+        assert!(literal_tokens(b"trace_id=deadbeefdeadbeefdeadbeef").is_empty(), "no digit: not indexed");
     }
 
     #[test]

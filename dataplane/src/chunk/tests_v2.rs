@@ -71,7 +71,10 @@ fn reads_the_v1_fixture() {
     // The column read of a format-1 block decodes it whole and agrees with it.
     for h in chunk.block_handles(i64::MIN, i64::MAX).unwrap() {
         assert_eq!(h.has_metadata(), None);
-        assert!(h.may_contain_tokens(&[needle::token_hash(b"absent-123456")]), "no index, no skip");
+        assert!(
+            h.may_contain_tokens(&needle::LiteralTokens::whole(vec![needle::token_hash(b"absent-123456")])),
+            "no index, no skip"
+        );
         let block = h.clone().decode().unwrap();
         let cols = h.decode_columns().unwrap();
         assert_eq!(cols.timestamps(), block.timestamps());
@@ -220,14 +223,22 @@ proptest! {
                 let mut found = Vec::new();
                 needle::for_each_token(&line, |t| found.push(t.to_vec()));
                 for t in found {
-                    prop_assert!(h.may_contain_tokens(&[needle::token_hash(&t)]));
+                    prop_assert!(h.may_contain_tokens(&needle::LiteralTokens::whole(vec![needle::token_hash(&t)])));
+                    if t.len() >= needle::PREFIX_LEN {
+                        // `id=<a prefix of t>` at the end of a literal.
+                        let lit = [b"=".as_slice(), &t[..needle::PREFIX_LEN + (t.len() - needle::PREFIX_LEN) / 2]].concat();
+                        let tokens = needle::literal_tokens(&lit);
+                        let digit = lit[1..].iter().any(u8::is_ascii_digit);
+                        prop_assert_eq!(tokens.prefixes.len(), usize::from(digit));
+                        prop_assert!(h.may_contain_tokens(&tokens));
+                    }
                 }
             }
             let (_, token) = &lines[block.timestamps()[0] as usize];
             if let Some(t) = token {
                 let lit = format!("id={t} ");
                 let tokens = needle::literal_tokens(lit.as_bytes());
-                prop_assert_eq!(tokens.len(), 1);
+                prop_assert_eq!(tokens.whole.len(), 1);
                 prop_assert!(h.may_contain_tokens(&tokens));
             }
         }
@@ -250,7 +261,7 @@ fn index_rejects_absent_tokens_and_reports_its_size() {
     c.close();
     let chunk = Chunk::decode(c.encode()).unwrap();
     let handles = chunk.block_handles(i64::MIN, i64::MAX).unwrap();
-    let absent: Vec<Vec<u64>> =
+    let absent: Vec<needle::LiteralTokens> =
         (0..1000u64).map(|i| needle::literal_tokens(format!("={:032x} ", i + (1 << 60)).as_bytes())).collect();
     let mut maybe = 0;
     for h in &handles {

@@ -118,7 +118,7 @@ pub(crate) fn plan(filters: &[&LineFilterStage]) -> Option<SearchPlan> {
 #[derive(Debug, Clone)]
 pub(crate) struct NeedlePlan {
     /// Per filter, per alternative, the token hashes.
-    filters: Vec<Vec<Vec<u64>>>,
+    filters: Vec<Vec<needle::LiteralTokens>>,
 }
 
 /// The needle plan of a pipeline starting with `filters`, `None` when no filter can use the
@@ -126,7 +126,7 @@ pub(crate) struct NeedlePlan {
 pub(crate) fn needle_plan(filters: &[&LineFilterStage]) -> Option<NeedlePlan> {
     let mut out = Vec::new();
     for f in filters.iter().filter(|f| !f.negative) {
-        let alts: Option<Vec<Vec<u64>>> =
+        let alts: Option<Vec<needle::LiteralTokens>> =
             f.alts.iter().map(|a| a.needle().map(|n| needle::literal_tokens(&n)).filter(|t| !t.is_empty())).collect();
         if let Some(alts) = alts
             && !alts.is_empty()
