@@ -485,6 +485,26 @@ mod tests {
     }
 
     #[test]
+    fn kind_1_indexes_are_read_and_checked_by_whole_tokens_only() {
+        let mut set = TokenSet::default();
+        set.insert(b"00000000deadbeefcafe");
+        let mut out = Vec::new();
+        encode(&set.hashes, &mut out);
+        let prefix = literal_tokens(b"id=00000000deadbeef");
+        let absent = literal_tokens(b"id=11111111deadbeef");
+        assert!(NeedleIndex::parse(&out).unwrap().may_contain_all(&prefix));
+        assert!(!NeedleIndex::parse(&out).unwrap().may_contain_all(&absent));
+        // The same bits as an index written before prefixes: a prefix proves nothing there.
+        out[0] = KIND_BLOOM;
+        let body = out.len() - 4;
+        let crc = crc32c::crc32c(&out[..body]);
+        out[body..].copy_from_slice(&crc.to_le_bytes());
+        let old = NeedleIndex::parse(&out).unwrap();
+        assert!(old.may_contain_all(&absent));
+        assert!(old.may_contain(token_hash(b"00000000deadbeefcafe")));
+    }
+
+    #[test]
     fn filter_holds_every_token_and_rejects_most_others() {
         let hashes: Vec<u64> = (0..2000).map(|i| token_hash(format!("tok{i:08}").as_bytes())).collect();
         let mut out = Vec::new();
