@@ -3,12 +3,14 @@
 #   1. one process (distributor+ingester+querier, no frontend, so no results cache) pushes LINES
 #      loadgen lines (4M, 160 streams, 2h10m ending now) with the WAL on: lines/s, RSS after;
 #   2. the loadgen query set from ingester memory (fastest of REPEAT);
-#   3. flush to a filesystem store: stored bytes (chunks + index) and the ratio to the raw bytes;
+#   3. flush to the store (a directory; STORE=s3: a moto S3 server): stored bytes (chunks + index)
+#      and the ratio to the raw bytes;
 #   4. that process stops; a querier alone (store only) answers each query once in a fresh
 #      process with the page cache dropped where the machine allows (cold), then the whole set
 #      fastest of REPEAT (warm); answers are compared with the memory ones by loadgen's digests.
 # Needs a release build (cargo build --release), etcd, python3 with cramjam for loadgen.py.
-# BIN, PYTHON, LOADGEN, LINES, REPEAT, EXTRA (more norn flags for every process) override; KEEP=1
+# BIN, PYTHON, LOADGEN, LINES, REPEAT, STORE (filesystem or s3), MOTO (moto_server), EXTRA (more
+# norn flags for every process) override; KEEP=1
 # keeps the work directory (logs, results).
 set -euo pipefail
 BIN=${BIN:-target/release/norn}
@@ -17,9 +19,9 @@ LOADGEN=${LOADGEN:-../shared/bench/loadgen.py}
 LINES=${LINES:-4000000}
 REPEAT=${REPEAT:-3}
 W=$(mktemp -d /tmp/storagebench.XXXX)
-read -r P_ETCD P_PEER P_I P_IG P_Q < <(python3 -c '
+read -r P_ETCD P_PEER P_I P_IG P_Q P_S3 < <(python3 -c '
 import socket
-ss=[socket.socket() for _ in range(5)]
+ss=[socket.socket() for _ in range(6)]
 [s.bind(("127.0.0.1",0)) for s in ss]
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf "$W"' EXIT
@@ -27,7 +29,17 @@ etcd --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$P_ETCD --advert
      --listen-peer-urls http://127.0.0.1:$P_PEER >"$W/etcd.log" 2>&1 &
 until curl -sf http://127.0.0.1:$P_ETCD/health >/dev/null; do sleep 0.2; done
 LIM="--limits.ingestion-rate-mb=100000 --limits.ingestion-burst-size-mb=100000 --limits.per-stream-rate-limit=10GB --limits.per-stream-rate-limit-burst=10GB --limits.max-query-series=100000"
-COMMON="--ring.store=etcd --ring.etcd.endpoints=127.0.0.1:$P_ETCD --replication-factor=1 --storage.backend=filesystem --storage.filesystem.dir=$W/chunks $LIM ${EXTRA:-}"
+STORE=${STORE:-filesystem}
+if [ "$STORE" = s3 ]; then
+  ${MOTO:-moto_server} -H 127.0.0.1 -p "$P_S3" >"$W/moto.log" 2>&1 &
+  until curl -s -o /dev/null "http://127.0.0.1:$P_S3/"; do sleep 0.2; done
+  curl -sf -X PUT "http://127.0.0.1:$P_S3/norn-bench" >/dev/null
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
+  STORAGE="--storage.backend=s3 --storage.s3.endpoint=http://127.0.0.1:$P_S3 --storage.s3.bucket=norn-bench --storage.s3.region=us-east-1"
+else
+  STORAGE="--storage.backend=filesystem --storage.filesystem.dir=$W/chunks"
+fi
+COMMON="--ring.store=etcd --ring.etcd.endpoints=127.0.0.1:$P_ETCD --replication-factor=1 $STORAGE $LIM ${EXTRA:-}"
 ready() { until curl -sf "http://127.0.0.1:$1/ready" >/dev/null; do sleep 0.1; done; }
 
 $BIN $COMMON --target=distributor,ingester,querier --instance.id=ingester-0 --data.dir=$W/ing \
@@ -50,7 +62,24 @@ END=$((NOW + 60))
 curl -sf -X POST "http://127.0.0.1:$P_I/flush?wait=true"
 kill -TERM $ipid
 wait $ipid || true
-du -sb "$W/chunks" | cut -f1 >"$W/stored"
+if [ "$STORE" = s3 ]; then
+  # The sum of the bucket's object sizes (ListObjectsV2, 1000 keys a page).
+  python3 - "http://127.0.0.1:$P_S3/norn-bench" >"$W/stored" <<'EOF'
+import re, sys, urllib.parse, urllib.request
+total, token = 0, None
+while True:
+    q = {"list-type": "2"} | ({"continuation-token": token} if token else {})
+    body = urllib.request.urlopen(sys.argv[1] + "?" + urllib.parse.urlencode(q)).read().decode()
+    total += sum(int(x) for x in re.findall(r"<Size>(\d+)</Size>", body))
+    m = re.search(r"<NextContinuationToken>([^<]+)</NextContinuationToken>", body)
+    if not m:
+        break
+    token = m.group(1)
+print(total)
+EOF
+else
+  du -sb "$W/chunks" | cut -f1 >"$W/stored"
+fi
 
 # The queries, one per line: name<TAB>query.
 "$PYTHON" - "$LOADGEN" >"$W/queries.tsv" <<'EOF'
@@ -87,9 +116,9 @@ start_querier
 "$PYTHON" "$LOADGEN" query --url http://127.0.0.1:$P_Q --start $T0 --end $END --step 60 --repeat "$REPEAT" >"$W/warm.json"
 qhwm=$(awk '/VmHWM/{print $2}' /proc/$qpid/status)
 
-"$PYTHON" - "$W" "$dropped" "$qhwm" <<'EOF'
+"$PYTHON" - "$W" "$dropped" "$qhwm" "$STORE" <<'EOF'
 import json, sys
-w, dropped, qhwm = sys.argv[1], sys.argv[2], int(sys.argv[3])
+w, dropped, qhwm, store = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 push = json.load(open(f"{w}/push.json"))
 mem, warm = json.load(open(f"{w}/memory.json")), json.load(open(f"{w}/warm.json"))
 cold = dict(l.rstrip("\n").split("\t") for l in open(f"{w}/cold.tsv"))
@@ -98,7 +127,7 @@ rss, hwm = int(open(f"{w}/rss_kb").read()) // 1024, int(open(f"{w}/hwm_kb").read
 ch = {"needle": 609, "count_over_time": 79, "bytes_rate": 110, "unwrap_quantile": 155, "topk": 613}
 raw = push["raw_mb"] * 1e6
 print(f"| figure | Norn | ClickHouse |\n|---|---|---|")
-print(f"| stored bytes (chunks + index), ratio to {push['raw_mb']:.0f} MB raw | {stored / 1e6:.1f} MB, {raw / stored:.2f}x | 157 MB, 3.7x |")
+print(f"| stored bytes in the {store} store (chunks + index), ratio to {push['raw_mb']:.0f} MB raw | {stored / 1e6:.1f} MB, {raw / stored:.2f}x | 157 MB, 3.7x |")
 print(f"| push, {push['lines']:,} lines, WAL on | {push['lines_per_s']:,} lines/s, p99 {push['push_p99_ms']} ms, {push['errors']} errors | - |")
 print(f"| RSS after the push (peak) | {rss} MB ({hwm} MB) | - |")
 print(f"| store-only querier peak RSS | {qhwm // 1024} MB | - |")
