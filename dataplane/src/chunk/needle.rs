@@ -280,8 +280,10 @@ pub fn literal_tokens(literal: &[u8]) -> LiteralTokens {
             out.prefixes.push(token_hash(&literal[start..start + PREFIX_LEN]));
         }
     });
-    out.whole.sort_unstable();
-    out.whole.dedup();
+    for hashes in [&mut out.whole, &mut out.prefixes] {
+        hashes.sort_unstable();
+        hashes.dedup();
+    }
     out
 }
 
