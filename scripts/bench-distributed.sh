@@ -4,21 +4,15 @@
 # and CPU time. Needs a release build (cargo build --release), etcd and loadgen.py (with cramjam).
 # BIN, PYTHON, LOADGEN, LINES, LOADGEN_ARGS, EXTRA (more norn flags), PERF=1 (perf record) override.
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 BIN=${BIN:-target/release/norn}
 PYTHON=${PYTHON:-python3}
 LOADGEN=${LOADGEN:-../shared/bench/loadgen.py}
 LINES=${LINES:-4000000}
 W=$(mktemp -d /tmp/distbench.XXXX)
-# Free ports, picked by the OS (others use this machine too).
-read -r P_ETCD P_PEER P_I0 P_I1 P_I2 P_G0 P_G1 P_G2 P_D P_Q < <(python3 -c '
-import socket
-ss=[socket.socket() for _ in range(10)]
-[s.bind(("127.0.0.1",0)) for s in ss]
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
+read -r P_ETCD P_PEER P_I0 P_I1 P_I2 P_G0 P_G1 P_G2 P_D P_Q < <(free_ports 10)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
-etcd --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$P_ETCD --advertise-client-urls http://127.0.0.1:$P_ETCD \
-     --listen-peer-urls http://127.0.0.1:$P_PEER >"$W/etcd.log" 2>&1 &
-until curl -sf http://127.0.0.1:$P_ETCD/health >/dev/null; do sleep 0.2; done
+start_etcd "$W" "$P_ETCD" "$P_PEER"
 LIM="--limits.ingestion-rate-mb=100000 --limits.ingestion-burst-size-mb=100000 --limits.per-stream-rate-limit=10GB --limits.per-stream-rate-limit-burst=10GB"
 COMMON="--ring.store=etcd --ring.etcd.endpoints=127.0.0.1:$P_ETCD --replication-factor=3 --storage.backend=filesystem --storage.filesystem.dir=$W/chunks $LIM ${EXTRA:-}"
 pids=()

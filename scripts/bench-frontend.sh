@@ -10,21 +10,16 @@
 # Needs a release build (cargo build --release), etcd, python3 with cramjam for loadgen.py.
 # BIN, PYTHON, LOADGEN, LINES, RUNS, EXTRA (more norn flags for every process) override.
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 BIN=${BIN:-target/release/norn}
 PYTHON=${PYTHON:-python3}
 LOADGEN=${LOADGEN:-../shared/bench/loadgen.py}
 LINES=${LINES:-1600000}
 RUNS=${RUNS:-3}
 W=$(mktemp -d /tmp/frontendbench.XXXX)
-read -r P_ETCD P_PEER P_I P_IG P_F P_FG P_Q0 P_Q1 P_R < <(python3 -c '
-import socket
-ss=[socket.socket() for _ in range(9)]
-[s.bind(("127.0.0.1",0)) for s in ss]
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
+read -r P_ETCD P_PEER P_I P_IG P_F P_FG P_Q0 P_Q1 P_R < <(free_ports 9)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
-etcd --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$P_ETCD --advertise-client-urls http://127.0.0.1:$P_ETCD \
-     --listen-peer-urls http://127.0.0.1:$P_PEER >"$W/etcd.log" 2>&1 &
-until curl -sf http://127.0.0.1:$P_ETCD/health >/dev/null; do sleep 0.2; done
+start_etcd "$W" "$P_ETCD" "$P_PEER"
 LIM="--limits.ingestion-rate-mb=100000 --limits.ingestion-burst-size-mb=100000 --limits.per-stream-rate-limit=10GB --limits.per-stream-rate-limit-burst=10GB --limits.max-query-series=100000 --limits.max-entries-limit-per-query=100000"
 COMMON="--ring.store=etcd --ring.etcd.endpoints=127.0.0.1:$P_ETCD --replication-factor=1 --storage.backend=filesystem --storage.filesystem.dir=$W/chunks $LIM ${EXTRA:-}"
 $BIN $COMMON --target=distributor,ingester --instance.id=ingester-0 --data.dir=$W/ing --http.addr=127.0.0.1:$P_I --grpc.addr=127.0.0.1:$P_IG --ingester.wal.sync=never >"$W/ing.log" 2>&1 &

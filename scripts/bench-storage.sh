@@ -13,21 +13,16 @@
 # norn flags for every process) override; KEEP=1
 # keeps the work directory (logs, results).
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 BIN=${BIN:-target/release/norn}
 PYTHON=${PYTHON:-python3}
 LOADGEN=${LOADGEN:-../shared/bench/loadgen.py}
 LINES=${LINES:-4000000}
 REPEAT=${REPEAT:-3}
 W=$(mktemp -d /tmp/storagebench.XXXX)
-read -r P_ETCD P_PEER P_I P_IG P_Q P_S3 < <(python3 -c '
-import socket
-ss=[socket.socket() for _ in range(6)]
-[s.bind(("127.0.0.1",0)) for s in ss]
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
+read -r P_ETCD P_PEER P_I P_IG P_Q P_S3 < <(free_ports 6)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf "$W"' EXIT
-etcd --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$P_ETCD --advertise-client-urls http://127.0.0.1:$P_ETCD \
-     --listen-peer-urls http://127.0.0.1:$P_PEER >"$W/etcd.log" 2>&1 &
-until curl -sf http://127.0.0.1:$P_ETCD/health >/dev/null; do sleep 0.2; done
+start_etcd "$W" "$P_ETCD" "$P_PEER"
 LIM="--limits.ingestion-rate-mb=100000 --limits.ingestion-burst-size-mb=100000 --limits.per-stream-rate-limit=10GB --limits.per-stream-rate-limit-burst=10GB --limits.max-query-series=100000"
 STORE=${STORE:-filesystem}
 if [ "$STORE" = s3 ]; then

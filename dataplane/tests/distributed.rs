@@ -175,6 +175,17 @@ impl Cluster {
         }
         Ok(out)
     }
+
+    /// Waits until the querier counts exactly what `load` pushed (per stream), after `what`;
+    /// returns the total.
+    async fn exact_counts_after(&self, load: &Load, what: &str) -> u64 {
+        let counts = eventually(&format!("exact counts after {what}"), DEADLINE, || async {
+            let counts = self.counts(&load.run).await.ok()?;
+            (counts == load.expected).then_some(counts)
+        })
+        .await;
+        counts.values().sum()
+    }
 }
 
 /// Pushes of unique lines for `run`, and what they hold per stream.
@@ -669,12 +680,7 @@ async fn a_partitioned_ingester_loses_and_duplicates_nothing() {
     assert_eq!(during, load.expected, "counts while ingester-2 is partitioned");
     proxy.set(Faults::Pass);
     push_all(&c, &mut load, 3).await;
-    let after = eventually("exact counts after the partition", DEADLINE, || async {
-        let counts = c.counts("partition").await.ok()?;
-        (counts == load.expected).then_some(counts)
-    })
-    .await;
-    let counted: u64 = after.values().sum();
+    let counted = c.exact_counts_after(&load, "the partition").await;
     println!(
         "FIGURE partition: {} lines acknowledged, {counted} counted after healing (0 lost, 0 duplicated); 4 pushes during the partition took {pushed_during:?}, a query {query_during:?}",
         load.total()
@@ -754,12 +760,7 @@ async fn an_ingester_cut_off_in_a_network_namespace_loses_and_duplicates_nothing
     let rejoined = healed.elapsed();
     assert_eq!(tokens_of(&ring, "ingester-2"), tokens, "ingester-2 keeps its tokens");
     push_all(&c, &mut load, 3).await;
-    let after = eventually("exact counts after the partition", DEADLINE, || async {
-        let counts = c.counts("netns").await.ok()?;
-        (counts == load.expected).then_some(counts)
-    })
-    .await;
-    let counted: u64 = after.values().sum();
+    let counted = c.exact_counts_after(&load, "the partition").await;
     println!(
         "FIGURE netns partition: {} lines acknowledged, {counted} counted after healing (0 lost, 0 duplicated); right after the cut 4 pushes took {pushed_cut:?} and a query {query_cut:?}; marked unhealthy {marked:?} after the cut (heartbeat timeout 5s), then 4 pushes took {pushed_unhealthy:?} and a query {query_unhealthy:?}; healthy again {rejoined:?} after the link came back",
         load.total()
