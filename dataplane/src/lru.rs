@@ -143,6 +143,12 @@ impl<V: Clone> Lru<V> {
         inner.stats.bytes += size;
     }
 
+    /// Whether a live entry is under `key`, without counting a lookup or refreshing its use.
+    pub fn contains(&self, key: &str) -> bool {
+        let inner = self.inner.lock();
+        inner.map.get(key).is_some_and(|slot| slot.expires.is_none_or(|at| at > Instant::now()))
+    }
+
     /// Counters and occupancy.
     pub fn stats(&self) -> LruStats {
         let inner = self.inner.lock();
@@ -169,6 +175,7 @@ mod tests {
         assert_eq!(c.get("huge"), None);
         c.insert("a", 6, 9);
         assert_eq!(c.get("a"), Some(6), "a new value replaces the old one");
+        assert!(c.contains("a") && !c.contains("b"));
         let s = c.stats();
         assert_eq!((s.entries, s.bytes), (3, 30 + 30 + 10));
     }

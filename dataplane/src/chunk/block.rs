@@ -179,16 +179,17 @@ impl Block {
             None => Ok(self.decode(codec)?.into_columns()),
         }
     }
+}
 
-    /// The block's needle index, when it has a valid one.
-    pub(crate) fn needle_index(&self) -> Option<NeedleIndex<'_>> {
-        let sections = self.meta.sections?;
-        if sections.index_len == 0 || sections.lines_len(self.meta.compressed_len).is_none() {
-            return None;
-        }
-        let start = self.data.len().checked_sub(sections.index_len as usize)?;
-        NeedleIndex::parse(&self.data[start..]).ok()
+/// The needle index at the end of the stored block `data` with header `meta`, when it has a
+/// valid one (format 2, an index, its checksum right).
+fn needle_index_in<'a>(meta: &BlockMeta, data: &'a [u8]) -> Option<NeedleIndex<'a>> {
+    let sections = meta.sections?;
+    if sections.index_len == 0 || sections.lines_len(meta.compressed_len).is_none() {
+        return None;
     }
+    let start = data.len().checked_sub(sections.index_len as usize)?;
+    NeedleIndex::parse(&data[start..]).ok()
 }
 
 /// Checks the CRC32C of a compressed section.
@@ -327,20 +328,21 @@ impl BlockHandle {
         }
     }
 
+    /// The block's needle index: `None` for blocks without one (format 1, head snapshots) and
+    /// blocks whose index fails its checksum.
+    pub fn needle_index(&self) -> Option<NeedleIndex<'_>> {
+        match &self.inner {
+            HandleInner::Compressed { data, .. } => needle_index_in(&self.meta, data),
+            HandleInner::Decoded { .. } => None,
+        }
+    }
+
     /// Whether the block may hold a line with everything of `tokens` (hashes from
     /// [`needle::literal_tokens`](super::needle::literal_tokens)): `false` only when the
     /// block's needle index proves one of them absent. Blocks without an index (format 1, head
     /// snapshots) and blocks whose index fails its checksum always may.
     pub fn may_contain_tokens(&self, tokens: &LiteralTokens) -> bool {
-        let HandleInner::Compressed { data, .. } = &self.inner else { return true };
-        if tokens.is_empty() {
-            return true;
-        }
-        let block = Block { meta: self.meta, data: data.clone() };
-        match block.needle_index() {
-            Some(index) => index.may_contain_all(tokens),
-            None => true,
-        }
+        tokens.is_empty() || self.needle_index().is_none_or(|index| index.may_contain_all(tokens))
     }
 }
 

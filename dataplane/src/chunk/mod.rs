@@ -249,6 +249,57 @@ impl Chunk {
     }
 }
 
+impl Chunk {
+    /// The needle indexes and time bounds of the chunk's blocks, copied out of it (it can be
+    /// dropped): what a querier keeps to rule the chunk out of a search without fetching it.
+    pub fn needles(&self) -> ChunkNeedles {
+        let blocks = (0..self.blocks.metas.len())
+            .map(|i| {
+                let handle = BlockHandle::compressed(self.blocks.codec, &self.blocks.block(i));
+                let meta = handle.meta();
+                let index = handle.needle_index().map(|index| Box::from(index.as_bytes()));
+                BlockNeedles { min_ts: meta.min_ts, max_ts: meta.max_ts, index }
+            })
+            .collect();
+        ChunkNeedles { blocks }
+    }
+}
+
+/// The needle index of every block of a chunk with the block's time bounds ([`Chunk::needles`]).
+#[derive(Clone, Debug, Default)]
+pub struct ChunkNeedles {
+    blocks: Vec<BlockNeedles>,
+}
+
+#[derive(Clone, Debug)]
+struct BlockNeedles {
+    min_ts: i64,
+    max_ts: i64,
+    /// The encoded index, checked when it was copied; `None` for a block without one.
+    index: Option<Box<[u8]>>,
+}
+
+impl ChunkNeedles {
+    /// Whether `keep` accepts some block with entries in `[from, through)`, given the block's
+    /// needle index (`None` for a block without one, which a caller must keep).
+    pub fn any_block(
+        &self,
+        from: i64,
+        through: i64,
+        mut keep: impl FnMut(Option<needle::NeedleIndex<'_>>) -> bool,
+    ) -> bool {
+        self.blocks
+            .iter()
+            .filter(|b| b.min_ts < through && b.max_ts >= from)
+            .any(|b| keep(b.index.as_deref().and_then(|i| needle::NeedleIndex::parse(i).ok())))
+    }
+
+    /// Bytes held: the indexes and the block bounds.
+    pub fn held_bytes(&self) -> usize {
+        self.blocks.iter().map(|b| std::mem::size_of::<BlockNeedles>() + b.index.as_ref().map_or(0, |i| i.len())).sum()
+    }
+}
+
 impl ChunkReader for Chunk {
     fn codec(&self) -> Codec {
         self.blocks.codec

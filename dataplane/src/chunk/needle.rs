@@ -367,6 +367,8 @@ pub(crate) fn encode(hashes: &[u64], out: &mut Vec<u8>) {
 /// A parsed, checked needle index: a view of its bytes in the block.
 #[derive(Clone, Copy, Debug)]
 pub struct NeedleIndex<'a> {
+    /// The whole encoded index.
+    encoded: &'a [u8],
     /// The bit array, little-endian words.
     words: &'a [u8],
     /// Probes per token.
@@ -394,7 +396,17 @@ impl<'a> NeedleIndex<'a> {
         if crc32c::crc32c(&data[..body]) != want {
             return Err(ChunkError::corrupt("needle index fails its checksum"));
         }
-        Ok(NeedleIndex { words: &data[HEADER_LEN..body], probes, prefixes: data[0] == KIND_BLOOM_PREFIXES })
+        Ok(NeedleIndex {
+            encoded: data,
+            words: &data[HEADER_LEN..body],
+            probes,
+            prefixes: data[0] == KIND_BLOOM_PREFIXES,
+        })
+    }
+
+    /// The encoded index, as [`parse`](Self::parse) took it.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.encoded
     }
 
     /// Whether a line holding everything of `tokens` may be in the block: `false` is certain.

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, ChunkNeedles};
 use crate::lru::{EmbeddedCacheConfig, Lru, LruStats};
 use crate::query::EvalError;
 
@@ -24,6 +24,8 @@ use crate::query::EvalError;
 #[serde(default, deny_unknown_fields)]
 pub struct ChunkStoreConfig {
     pub chunk_cache_config: ChunkCacheConfig,
+    /// Norn's own: the needle indexes of chunks read before.
+    pub needle_cache_config: NeedleCacheConfig,
 }
 
 /// `chunk_store_config.chunk_cache_config`.
@@ -32,6 +34,62 @@ pub struct ChunkStoreConfig {
 pub struct ChunkCacheConfig {
     /// The in-process cache: on by default (100 MB per querier; entries live an hour).
     pub embedded_cache: EmbeddedCacheConfig,
+}
+
+/// `chunk_store_config.needle_cache_config`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NeedleCacheConfig {
+    /// The in-process cache: on by default (100 MB per querier, about 3 GB of chunks' indexes;
+    /// entries live a day, chunks never change).
+    pub embedded_cache: EmbeddedCacheConfig,
+}
+
+impl Default for NeedleCacheConfig {
+    fn default() -> Self {
+        Self { embedded_cache: EmbeddedCacheConfig { ttl: crate::config::units::Dur::hours(24), ..Default::default() } }
+    }
+}
+
+/// The needle indexes of chunks the querier has read ([`Chunk::needles`]), by object key: a
+/// search whose line filter needs a token ([`crate::query::pipeline::NeedlePlan`]) does not
+/// fetch a chunk whose every block's index rules the token out. A few kilobytes per chunk
+/// (about 3% of its size), so it holds far more chunks than the chunk cache can.
+#[derive(Debug)]
+pub struct NeedleCache {
+    lru: Lru<Arc<ChunkNeedles>>,
+}
+
+impl NeedleCache {
+    /// The cache `cfg` describes, `None` when it is disabled.
+    pub fn from_config(cfg: &NeedleCacheConfig) -> Option<Arc<NeedleCache>> {
+        let e = &cfg.embedded_cache;
+        (e.enabled && e.max_size_mb > 0).then(|| Arc::new(Self::new(e.max_bytes(), e.ttl.get())))
+    }
+
+    pub fn new(max_bytes: u64, ttl: std::time::Duration) -> Self {
+        Self { lru: Lru::new(max_bytes, Some(ttl)) }
+    }
+
+    /// The indexes of the chunk under `key`, when it was read before.
+    pub fn get(&self, key: &str) -> Option<Arc<ChunkNeedles>> {
+        self.lru.get(key)
+    }
+
+    /// Remembers the indexes of `chunk`, read under `key`, unless they are known.
+    pub fn remember(&self, key: &str, chunk: &Chunk) {
+        if self.lru.contains(key) {
+            return;
+        }
+        let needles = chunk.needles();
+        let size = needles.held_bytes() as u64;
+        self.lru.insert(key, Arc::new(needles), size);
+    }
+
+    /// Hits, misses and occupancy.
+    pub fn stats(&self) -> LruStats {
+        self.lru.stats()
+    }
 }
 
 type Slot = Arc<OnceCell<Arc<Chunk>>>;

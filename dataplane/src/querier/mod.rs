@@ -22,7 +22,7 @@ use crate::query::metric::{LeafRows, MetricPlan};
 use crate::query::source::matches_all;
 use crate::query::{Engine, EvalError, EvalLimits, MemoryBudget, QueryParams, Value};
 use crate::storage::{Index, ObjectStore};
-pub use chunks::{ChunkCache, ChunkStoreConfig};
+pub use chunks::{ChunkCache, ChunkStoreConfig, NeedleCache};
 pub use ingesters::{IngesterData, RingIngesters};
 use source::{QuerierSource, SourceStats, TENANT_LABEL};
 pub use source::{ReadStats, Shard};
@@ -117,6 +117,8 @@ pub struct Querier {
     pub(crate) read_filter: Option<Arc<ReadFilter>>,
     /// Chunks already fetched (`chunk_store_config.chunk_cache_config`).
     pub(crate) chunk_cache: Option<Arc<ChunkCache>>,
+    /// Needle indexes of chunks already fetched (`chunk_store_config.needle_cache_config`).
+    pub(crate) needle_cache: Option<Arc<NeedleCache>>,
 }
 
 impl Querier {
@@ -128,12 +130,19 @@ impl Querier {
         limits: Arc<TenantLimits>,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
-        Self { cfg, ingesters, store, index, limits, slots, read_filter: None, chunk_cache: None }
+        Self { cfg, ingesters, store, index, limits, slots, read_filter: None, chunk_cache: None, needle_cache: None }
     }
 
     /// Keeps fetched chunks in `cache` for the queries that follow.
     pub fn with_chunk_cache(mut self, cache: Option<Arc<ChunkCache>>) -> Self {
         self.chunk_cache = cache;
+        self
+    }
+
+    /// Keeps the needle indexes of fetched chunks in `cache`, so searches that follow fetch
+    /// only the chunks that may hold what they look for.
+    pub fn with_needle_cache(mut self, cache: Option<Arc<NeedleCache>>) -> Self {
+        self.needle_cache = cache;
         self
     }
 
@@ -499,3 +508,6 @@ pub fn aggregate_volumes(vols: &[(SharedLabels, SeriesVolume)], target: &[String
 
 /// Default direction of Loki's query API.
 pub const DEFAULT_DIRECTION: Direction = Direction::Backward;
+
+#[cfg(test)]
+mod tests_needles;

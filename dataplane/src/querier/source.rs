@@ -9,11 +9,12 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use super::Querier;
+use super::{NeedleCache, Querier};
 use crate::chunk::{BlockHandle, Chunk, ChunkReader};
 use crate::compactor::TenantFilter;
 use crate::labels::{Label, Labels, SharedLabels};
 use crate::logql::Matcher;
+use crate::query::pipeline::NeedlePlan;
 use crate::query::source::matches_all;
 use crate::query::{EvalError, LogSource, MemoryBudget, StreamBlocks};
 use crate::storage::ChunkRef;
@@ -175,15 +176,15 @@ impl QuerierSource {
         &self,
         tenant: &str,
         matchers: &[Matcher],
-        from: i64,
-        through: i64,
+        (from, through): (i64, i64),
+        needles: Option<&NeedlePlan>,
     ) -> Result<Vec<StreamBlocks>, EvalError> {
         let matchers: Vec<Matcher> = matchers.iter().filter(|m| m.name != TENANT_LABEL).cloned().collect();
         // Memory before the index: a chunk flushed in between is then in the index; the other
         // order could miss it.
         let mut streams = self.memory_streams(tenant, &matchers, (from, through), false).await?;
         let hidden = self.querier.tenant_filter(tenant).await?;
-        let fetched = match self.store_blocks(tenant, &matchers, hidden.as_ref(), from, through).await {
+        let fetched = match self.store_blocks(tenant, &matchers, hidden.as_ref(), (from, through), needles).await {
             Ok(f) => f,
             // The store is away: what ingesters hold, flushed chunks included, is still an
             // answer, marked as partial.
@@ -247,8 +248,8 @@ impl QuerierSource {
         tenant: &str,
         matchers: &[Matcher],
         hidden: Option<&TenantFilter>,
-        from: i64,
-        through: i64,
+        (from, through): (i64, i64),
+        needles: Option<&NeedlePlan>,
     ) -> Result<Vec<(ChunkRef, Vec<BlockHandle>)>, EvalError> {
         let refs: Vec<ChunkRef> = self
             .querier
@@ -261,6 +262,12 @@ impl QuerierSource {
             .filter(|r| !hidden.is_some_and(|f| f.expired(&r.labels, r.through)))
             .collect();
         self.stats.chunks_ref.fetch_add(refs.len() as u64, Ordering::Relaxed);
+        let refs = match (needles, &self.querier.needle_cache) {
+            (Some(plan), Some(cache)) => {
+                refs.into_iter().filter(|r| may_match(cache, r, plan, from, through)).collect()
+            }
+            _ => refs,
+        };
         self.fetch(refs, from, through).await
     }
 
@@ -288,6 +295,9 @@ impl QuerierSource {
                     Some(cache) => cache.get_or_fetch(&r.key, download).await?,
                     None => (Arc::new(download().await?), true),
                 };
+                if let Some(needles) = &self.querier.needle_cache {
+                    needles.remember(&r.key, &chunk);
+                }
                 let blocks = chunk
                     .block_handles(from, through)
                     .map_err(|e| EvalError::Storage(format!("chunk {}: {e}", r.key)))?;
@@ -325,10 +335,20 @@ impl QuerierSource {
 #[async_trait]
 impl LogSource for QuerierSource {
     async fn select(&self, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<StreamBlocks>, EvalError> {
+        self.select_needles(matchers, from, through, None).await
+    }
+
+    async fn select_needles(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+        needles: Option<&NeedlePlan>,
+    ) -> Result<Vec<StreamBlocks>, EvalError> {
         let mut out = Vec::new();
         for tenant in &self.tenants {
             if self.tenant_selected(tenant, matchers) {
-                out.extend(self.select_tenant(tenant, matchers, from, through).await?);
+                out.extend(self.select_tenant(tenant, matchers, (from, through), needles).await?);
             }
         }
         Ok(out)
@@ -337,6 +357,13 @@ impl LogSource for QuerierSource {
     fn budget(&self) -> Option<Arc<MemoryBudget>> {
         Some(self.budget.clone())
     }
+}
+
+/// Whether the chunk of `r` may hold a line the search of `plan` looks for in `[from, through)`:
+/// unless the needle cache knows its indexes and every block in range rules the plan's tokens
+/// out, it must be fetched.
+fn may_match(cache: &NeedleCache, r: &ChunkRef, plan: &NeedlePlan, from: i64, through: i64) -> bool {
+    cache.get(&r.key).is_none_or(|needles| needles.any_block(from, through, |index| !plan.skips_index(index)))
 }
 
 /// A failed read of the object store: [`EvalError::StoreUnavailable`] when it could not be

@@ -13,6 +13,7 @@ use crate::entry::Entry;
 use crate::labels::{Labels, SharedLabels};
 use crate::logql::Matcher;
 use crate::query::EvalError;
+use crate::query::pipeline::NeedlePlan;
 
 /// The blocks of one stream within a time range.
 #[derive(Debug, Clone)]
@@ -33,6 +34,21 @@ pub struct StreamBlocks {
 pub trait LogSource: Send + Sync {
     /// Every stream matching all `matchers` with data in `[from, through)` (nanoseconds).
     async fn select(&self, matchers: &[Matcher], from: i64, through: i64) -> Result<Vec<StreamBlocks>, EvalError>;
+
+    /// [`select`](Self::select) for a query whose leading line filters need the tokens of
+    /// `needles`: the source may leave out blocks whose needle index rules them out, and whole
+    /// chunks without fetching them when it knows their indexes. Evaluation skips such blocks
+    /// anyway, so this changes no answer, only what is read.
+    async fn select_needles(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        through: i64,
+        needles: Option<&NeedlePlan>,
+    ) -> Result<Vec<StreamBlocks>, EvalError> {
+        let _ = needles;
+        self.select(matchers, from, through).await
+    }
 
     /// The memory budget of the query reading this source, charged by evaluation for what it
     /// accumulates; `None` for no limit.

@@ -153,6 +153,7 @@ pub async fn serve(cfg: Config, listeners: Listeners, shutdown: CancellationToke
         Querier::new(cfg.querier.clone(), Some(recent), store.clone(), index.clone(), limits.clone())
             .with_read_filter(Arc::new(hide))
             .with_chunk_cache(crate::querier::ChunkCache::from_config(&cfg.chunk_store_config.chunk_cache_config))
+            .with_needle_cache(crate::querier::NeedleCache::from_config(&cfg.chunk_store_config.needle_cache_config))
     };
     let querier = cfg.target.serves_queries().then(build_querier);
     // The ruler evaluates through the querier of the process, or one of its own.

@@ -77,7 +77,7 @@ pub async fn eval(source: Arc<dyn LogSource>, expr: &LogExpr, params: &QueryPara
     if params.limit == 0 || from >= through {
         return Ok(Value::Streams(Vec::new()));
     }
-    let selected = source.select(&expr.matchers, from, through).await?;
+    let selected = source.select_needles(&expr.matchers, from, through, pipeline.needles()).await?;
     if selected.is_empty() {
         return Ok(Value::Streams(Vec::new()));
     }

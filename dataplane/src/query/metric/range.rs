@@ -55,8 +55,9 @@ pub(crate) async fn evaluate(source: Arc<dyn LogSource>, leaf: &Leaf, steps: Ste
     // Entries with first_start < ts <= last_end, as the half-open [from, through) the source takes.
     let from = window.first.saturating_sub(window.range).saturating_add(1);
     let through = window.end(steps.n - 1).saturating_add(1);
-    let streams = source.select(&range.selector.matchers, from, through).await?;
     let extractor = SampleExtractor::with_grouping(range, leaf.agg.op, leaf.grouping.as_ref())?;
+    let needles = extractor.pipeline().needles();
+    let streams = source.select_needles(&range.selector.matchers, from, through, needles).await?;
     let scan = Scan {
         op: leaf.agg.op,
         phi: leaf.agg.param.unwrap_or(f64::NAN),

@@ -116,7 +116,7 @@ pub(crate) fn plan(filters: &[&LineFilterStage]) -> Option<SearchPlan> {
 /// [`needle::literal_tokens`]), those tokens' hashes per alternative. A block is ruled out when,
 /// for one of the filters, every alternative has a token the block's index does not hold.
 #[derive(Debug, Clone)]
-pub(crate) struct NeedlePlan {
+pub struct NeedlePlan {
     /// Per filter, per alternative, the token hashes.
     filters: Vec<Vec<needle::LiteralTokens>>,
 }
@@ -140,7 +140,14 @@ pub(crate) fn needle_plan(filters: &[&LineFilterStage]) -> Option<NeedlePlan> {
 impl NeedlePlan {
     /// Whether no line of `block` can pass the filters, by the block's needle index.
     pub(crate) fn skips(&self, block: &BlockHandle) -> bool {
-        self.filters.iter().any(|alts| alts.iter().all(|tokens| !block.may_contain_tokens(tokens)))
+        self.skips_index(block.needle_index())
+    }
+
+    /// Whether no line of a block with this needle index can pass the filters; never for a
+    /// block without an index (`None`).
+    pub fn skips_index(&self, index: Option<needle::NeedleIndex<'_>>) -> bool {
+        let Some(index) = index else { return false };
+        self.filters.iter().any(|alts| alts.iter().all(|tokens| !index.may_contain_all(tokens)))
     }
 }
 

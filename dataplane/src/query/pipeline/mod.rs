@@ -61,7 +61,8 @@ use format::{LabelFormatStage, LineFormatStage};
 use json::{JsonExprStage, JsonScratch};
 use label_filter::CompiledLabelFilter;
 use labels::{LineLabels, ResultCache, Selection};
-use line_filter::{LineFilterStage, NeedlePlan, SearchPlan};
+pub use line_filter::NeedlePlan;
+use line_filter::{LineFilterStage, SearchPlan};
 use logfmt::{Decoder, LogfmtStage};
 use parsers::{Hints, PatternStage, RegexpStage};
 
@@ -187,6 +188,13 @@ impl Pipeline {
     /// possible token (a real one or a false positive). Skipping never drops a passing entry.
     pub fn skips_block(&self, block: &BlockHandle) -> bool {
         self.inner.needles.as_ref().is_some_and(|plan| plan.skips(block))
+    }
+
+    /// The tokens of the leading line filters that a block's needle index is checked for
+    /// ([`skips_block`](Self::skips_block)), for a source that can rule out whole chunks before
+    /// fetching them ([`LogSource::select_needles`](crate::query::LogSource::select_needles)).
+    pub fn needles(&self) -> Option<&NeedlePlan> {
+        self.inner.needles.as_ref()
     }
 
     /// Label names the stages read (label filters, templates, `label_format` sources).
