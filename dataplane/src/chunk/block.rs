@@ -22,14 +22,16 @@
 //! A format-1 block stores the four columns as one compressed payload. A format-2 block
 //! ([`BlockMeta::sections`] is `Some`) stores them in three sections, back to back:
 //!
-//! 1. the **column section**: columns 1 and 2 (timestamps, line lengths), compressed on their
-//!    own, with their own lengths and CRC32C in the header;
-//! 2. the **line section**: columns 3 and 4 (metadata, lines), compressed;
+//! 1. the **column section**: columns 1 and 2 (timestamps, line lengths), and column 3
+//!    (metadata) when [`FLAG_METADATA_IN_COLUMNS`] is set, compressed on their own, with their
+//!    own lengths and CRC32C in the header;
+//! 2. the **line section**: column 3 when that flag is not set, and column 4 (lines),
+//!    compressed;
 //! 3. the **needle index** (see [`needle`](super::needle)), uncompressed, possibly empty.
 //!
 //! The two sections decompressed and concatenated are exactly a format-1 payload. Counting and
 //! byte-summing queries read the column section alone ([`BlockHandle::decode_columns`]): a
-//! few bytes per entry instead of every line.
+//! few bytes per entry instead of every line, entries' metadata labels included.
 
 use std::ops::Range;
 
@@ -80,13 +82,23 @@ pub struct BlockSections {
     pub columns_crc32c: u32,
     /// Length of the needle index, which ends the block; 0 when the block has none.
     pub index_len: u32,
-    /// Block flags: [`FLAG_METADATA`]; readers reject unknown bits.
+    /// Block flags: [`FLAG_METADATA`], [`FLAG_METADATA_IN_COLUMNS`]; readers reject unknown
+    /// bits.
     pub flags: u32,
 }
 
 /// [`BlockSections::flags`] bit: some entry of the block has structured metadata (so the
-/// column section alone cannot tell an entry's labels).
+/// timestamps and line lengths alone cannot tell an entry's labels).
 pub const FLAG_METADATA: u32 = 1;
+
+/// [`BlockSections::flags`] bit: the metadata column ends the column section instead of
+/// starting the line section, so counting queries read entries' labels without line bytes.
+/// Written with [`FLAG_METADATA`] since it was introduced; blocks without it (written before,
+/// or without metadata) keep the metadata column in the line section.
+pub const FLAG_METADATA_IN_COLUMNS: u32 = 2;
+
+/// Every [`BlockSections::flags`] bit a reader knows.
+pub(crate) const KNOWN_FLAGS: u32 = FLAG_METADATA | FLAG_METADATA_IN_COLUMNS;
 
 impl BlockSections {
     /// Compressed length of the line section, between the column section and the index, given
@@ -98,6 +110,11 @@ impl BlockSections {
     /// Whether some entry of the block has structured metadata.
     pub fn has_metadata(&self) -> bool {
         self.flags & FLAG_METADATA != 0
+    }
+
+    /// Whether the metadata column is in the column section.
+    pub fn metadata_in_columns(&self) -> bool {
+        self.flags & FLAG_METADATA_IN_COLUMNS != 0
     }
 }
 
@@ -171,10 +188,13 @@ impl Block {
                 let columns = self.columns_section(codec, &sections)?;
                 let mut r = Reader::new(&columns);
                 let (timestamps, offsets) = parse_columns(&mut r, &self.meta, columns.len())?;
+                let metadata =
+                    if sections.metadata_in_columns() { parse_metadata(&mut r, timestamps.len())? } else { None };
                 if r.pos != columns.len() {
                     return Err(ChunkError::corrupt("block column section has trailing bytes"));
                 }
-                Ok(BlockColumns { timestamps, offsets, has_metadata: sections.has_metadata() })
+                let has_metadata = sections.has_metadata() || metadata.is_some();
+                Ok(BlockColumns { timestamps, offsets, has_metadata, metadata })
             }
             None => Ok(self.decode(codec)?.into_columns()),
         }
@@ -274,7 +294,7 @@ impl BlockHandle {
         if let Some(s) = meta.sections
             && (s.lines_len(meta.compressed_len).is_none()
                 || s.columns_uncompressed_len > meta.uncompressed_len
-                || s.flags & !FLAG_METADATA != 0)
+                || s.flags & !KNOWN_FLAGS != 0)
         {
             return Err(ChunkError::corrupt("block header with sections that do not fit the block"));
         }
@@ -337,6 +357,17 @@ impl BlockHandle {
         }
     }
 
+    /// Whether [`decode_columns`](Self::decode_columns) gives every entry's labels: the block
+    /// has no structured metadata, keeps it in its column section, or is a head snapshot.
+    /// Format-1 blocks always answer `false` (their columns mean decompressing the lines).
+    pub fn columns_hold_labels(&self) -> bool {
+        match (&self.inner, self.meta.sections) {
+            (HandleInner::Decoded { .. }, _) => true,
+            (HandleInner::Compressed { .. }, Some(s)) => !s.has_metadata() || s.metadata_in_columns(),
+            (HandleInner::Compressed { .. }, None) => false,
+        }
+    }
+
     /// Whether the block may hold a line with everything of `tokens` (hashes from
     /// [`needle::literal_tokens`](super::needle::literal_tokens)): `false` only when the
     /// block's needle index proves one of them absent. Blocks without an index (format 1, head
@@ -356,6 +387,9 @@ pub struct BlockColumns {
     offsets: Vec<u32>,
     /// Whether some entry of the block has structured metadata.
     has_metadata: bool,
+    /// The metadata column, when it was read with the others (a format-2 block that keeps it in
+    /// its column section, a head snapshot); `None` also for a block without metadata.
+    metadata: Option<Box<MetadataColumn>>,
 }
 
 impl BlockColumns {
@@ -382,6 +416,29 @@ impl BlockColumns {
     /// Whether some entry of the block has structured metadata.
     pub fn has_metadata(&self) -> bool {
         self.has_metadata
+    }
+
+    /// Whether every entry's structured metadata is here ([`metadata_pairs`](Self::metadata_pairs)):
+    /// the block has none, or its metadata column was read with the others.
+    pub fn has_every_label(&self) -> bool {
+        !self.has_metadata || self.metadata.is_some()
+    }
+
+    /// The structured metadata of entry `i` as (name, value) pairs, in stored order; empty for
+    /// a block whose metadata was not read. Panics if `i >= len()`.
+    pub fn metadata_pairs(&self, i: usize) -> impl Iterator<Item = (&str, &str)> + '_ {
+        assert!(i < self.len(), "entry {i} out of range");
+        self.metadata
+            .as_deref()
+            .into_iter()
+            .flat_map(move |md| md.pairs_of(i).iter().map(move |&(n, v)| (md.symbol(n), md.symbol(v))))
+    }
+
+    /// The symbol ids of entry `i`'s metadata pairs: equal slices are equal metadata, within
+    /// one block. Panics if `i >= len()`.
+    pub fn metadata_ids(&self, i: usize) -> &[(u32, u32)] {
+        assert!(i < self.len(), "entry {i} out of range");
+        self.metadata.as_deref().map_or(&[], |md| md.pairs_of(i))
     }
 
     /// The index range of the entries with `from <= ts < through`.
@@ -439,20 +496,29 @@ impl DecodedBlock {
     /// Parses the two decompressed sections of a format-2 block: `columns` (timestamps and
     /// line lengths) and `rest` (metadata and lines).
     pub(crate) fn parse_sections(columns: &[u8], rest: Bytes, meta: &BlockMeta) -> Result<DecodedBlock, ChunkError> {
+        let in_columns = meta.sections.is_some_and(|s| s.metadata_in_columns());
         let mut r = Reader::new(columns);
         let (timestamps, offsets) = parse_columns(&mut r, meta, columns.len())?;
+        let mut metadata = if in_columns { parse_metadata(&mut r, timestamps.len())? } else { None };
         if r.pos != columns.len() {
             return Err(ChunkError::corrupt("block column section has trailing bytes"));
         }
         let mut r = Reader::new(&rest);
-        let metadata = parse_metadata(&mut r, timestamps.len())?;
+        if !in_columns {
+            metadata = parse_metadata(&mut r, timestamps.len())?;
+        }
         let lines = lines_after(&rest, r.pos, &offsets)?;
         Ok(DecodedBlock { timestamps, offsets, lines, metadata })
     }
 
-    /// The timestamp and length columns, dropping lines and metadata.
+    /// The timestamp, length and metadata columns, dropping lines.
     pub fn into_columns(self) -> BlockColumns {
-        BlockColumns { has_metadata: self.metadata.is_some(), timestamps: self.timestamps, offsets: self.offsets }
+        BlockColumns {
+            has_metadata: self.metadata.is_some(),
+            timestamps: self.timestamps,
+            offsets: self.offsets,
+            metadata: self.metadata,
+        }
     }
 
     /// Number of entries.
@@ -505,11 +571,10 @@ impl DecodedBlock {
     /// allocating. Panics if `i >= len()`.
     pub fn metadata_pairs(&self, i: usize) -> impl Iterator<Item = (&str, &str)> + '_ {
         assert!(i < self.len(), "entry {i} out of range");
-        self.metadata.as_deref().into_iter().flat_map(move |md| {
-            md.pairs[md.index[i] as usize..md.index[i + 1] as usize]
-                .iter()
-                .map(move |&(n, v)| (md.symbol(n), md.symbol(v)))
-        })
+        self.metadata
+            .as_deref()
+            .into_iter()
+            .flat_map(move |md| md.pairs_of(i).iter().map(move |&(n, v)| (md.symbol(n), md.symbol(v))))
     }
 
     /// The structured metadata of entry `i`; allocates only when the entry has some.
@@ -546,6 +611,11 @@ impl DecodedBlock {
 }
 
 impl MetadataColumn {
+    /// The (name, value) symbol ids of entry `i`.
+    fn pairs_of(&self, i: usize) -> &[(u32, u32)] {
+        &self.pairs[self.index[i] as usize..self.index[i + 1] as usize]
+    }
+
     /// Symbol `id`; ids were validated when the column was parsed.
     fn symbol(&self, id: u32) -> &str {
         self.symbols.get(id as usize).and_then(|&(s, e)| self.text.get(s as usize..e as usize)).unwrap_or_default()

@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::ChunkError;
-use super::block::{Block, BlockHandle, BlockMeta, BlockSections, DecodedBlock, FLAG_METADATA};
+use super::block::{
+    Block, BlockHandle, BlockMeta, BlockSections, DecodedBlock, FLAG_METADATA, FLAG_METADATA_IN_COLUMNS, KNOWN_FLAGS,
+};
 use super::codec::{self, Codec, MAX_BLOCK_UNCOMPRESSED};
 use super::head::HeadBlock;
 use super::needle::{self, NeedleIndex};
@@ -56,9 +58,13 @@ pub(crate) fn compress_head(head: &HeadBlock, codec: Codec) -> Result<Option<Blo
         let mut scratch = scratch.borrow_mut();
         let Scratch { payload, columns, lines, index, tokens, masks } = &mut *scratch;
         let result = (|| {
-            let Some((mut meta, columns_end)) = head.write_payload_split(payload) else {
+            let Some((mut meta, lengths_end, metadata_end)) = head.write_payload_split(payload) else {
                 return Ok(None);
             };
+            // With metadata, its column goes with timestamps and lengths: a counting query then
+            // reads every entry's labels without decompressing a line.
+            let has_metadata = head.has_metadata();
+            let columns_end = if has_metadata { metadata_end } else { lengths_end };
             codec::compress(codec, &payload[..columns_end], columns)?;
             codec::compress(codec, &payload[columns_end..], lines)?;
             tokens.clear();
@@ -75,7 +81,7 @@ pub(crate) fn compress_head(head: &HeadBlock, codec: Codec) -> Result<Option<Blo
                 columns_uncompressed_len: columns_end as u32,
                 columns_crc32c: crc32c::crc32c(columns),
                 index_len: index.len() as u32,
-                flags: if head.has_metadata() { FLAG_METADATA } else { 0 },
+                flags: if has_metadata { FLAG_METADATA | FLAG_METADATA_IN_COLUMNS } else { 0 },
             });
             let mut data = BytesMut::with_capacity(total);
             data.put_slice(columns);
@@ -287,7 +293,7 @@ fn check_sections(i: usize, m: &BlockMeta, s: BlockSections) -> Result<Option<Bl
         }
         return Ok(None);
     }
-    if s.flags & !FLAG_METADATA != 0 {
+    if s.flags & !KNOWN_FLAGS != 0 {
         return bad(&format!("unknown block flags {:#x}", s.flags));
     }
     if s.lines_len(m.compressed_len).is_none() {

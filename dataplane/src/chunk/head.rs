@@ -222,12 +222,12 @@ impl HeadBlock {
     /// with the compression fields (`compressed_len`, `crc32c`, `offset`) zeroed, or `None` when
     /// the head is empty.
     pub fn write_payload(&self, out: &mut Vec<u8>) -> Option<BlockMeta> {
-        self.write_payload_split(out).map(|(meta, _)| meta)
+        self.write_payload_split(out).map(|(meta, _, _)| meta)
     }
 
     /// [`write_payload`](Self::write_payload), also returning where the line-length column
-    /// ends in `out`: the split between a format-2 block's column and line sections.
-    pub(crate) fn write_payload_split(&self, out: &mut Vec<u8>) -> Option<(BlockMeta, usize)> {
+    /// and the metadata column end in `out`: where a format-2 block's column section may end.
+    pub(crate) fn write_payload_split(&self, out: &mut Vec<u8>) -> Option<(BlockMeta, usize, usize)> {
         out.clear();
         if self.is_empty() {
             return None;
@@ -252,8 +252,9 @@ impl HeadBlock {
         for k in 0..n {
             put_uvarint(out, self.line(at(k)).len() as u64);
         }
-        let columns_end = out.len();
+        let lengths_end = out.len();
         self.write_metadata_column(out, n, at);
+        let metadata_end = out.len();
         match &order {
             None => out.extend_from_slice(&self.lines),
             Some(order) => {
@@ -272,7 +273,7 @@ impl HeadBlock {
             offset: 0,
             sections: None,
         };
-        Some((meta, columns_end))
+        Some((meta, lengths_end, metadata_end))
     }
 
     /// Whether some entry has structured metadata (the block's metadata column is not empty).

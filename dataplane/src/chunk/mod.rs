@@ -47,7 +47,7 @@
 //! | 44     | 4    | v2: uncompressed length of the column section, u32                   |
 //! | 48     | 4    | v2: CRC32C of the compressed column section                          |
 //! | 52     | 4    | v2: length of the needle index, u32 (0: no index)                    |
-//! | 56     | 4    | v2: flags: bit 0 some entry has structured metadata; bit 31 alone (every other v2 field 0) marks a format-1 block carried into a format-2 chunk |
+//! | 56     | 4    | v2: flags: bit 0 some entry has structured metadata; bit 1 the metadata column is in the column section; bit 31 alone (every other v2 field 0) marks a format-1 block carried into a format-2 chunk |
 //!
 //! A format-2 block is stored as `[column section][line section][needle index]`: the column
 //! section is the compressed timestamp and line-length columns, the line section the
@@ -84,7 +84,9 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use tracing::warn;
 
-pub use block::{BlockColumns, BlockHandle, BlockMeta, BlockSections, DecodedBlock, FLAG_METADATA};
+pub use block::{
+    BlockColumns, BlockHandle, BlockMeta, BlockSections, DecodedBlock, FLAG_METADATA, FLAG_METADATA_IN_COLUMNS,
+};
 pub use codec::{Codec, MAX_BLOCK_UNCOMPRESSED, ParseCodecError};
 pub use format::{FORMAT_VERSION, FORMAT_VERSION_V1, MAGIC};
 pub use head::HeadBlock;

@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::chunk::DecodedBlock;
+use crate::chunk::{BlockColumns, DecodedBlock};
 use crate::labels::{Labels, SharedLabels};
 use crate::logql::{Grouping, RangeAggregation, RangeOp};
 use crate::query::pipeline::{SampleExtractor, StreamSampleExtractor};
@@ -235,11 +235,15 @@ impl Scan {
             if !handle.meta().overlaps(self.from, self.through) || self.extractor.pipeline().skips_block(handle) {
                 continue;
             }
-            if self.plain && handle.has_metadata() == Some(false) {
-                // Counts and line lengths only: the column section, no line bytes.
+            if self.plain && handle.columns_hold_labels() {
+                // Counts, line lengths and labels only: the column section, no line bytes.
                 let cols = handle.clone().decode_columns().map_err(|e| EvalError::Storage(e.to_string()))?;
                 let range = cols.range_of(self.from, self.through);
-                run.plain_block(partial, cols.timestamps(), |i| cols.line_len(i), range)?;
+                if cols.has_metadata() {
+                    run.metadata_block(partial, &cols, range)?;
+                } else {
+                    run.plain_block(partial, cols.timestamps(), |i| cols.line_len(i), range)?;
+                }
                 continue;
             }
             let block = handle.clone().decode().map_err(|e| EvalError::Storage(e.to_string()))?;
@@ -305,6 +309,70 @@ impl UnitRun<'_> {
         Ok(())
     }
 
+    /// A block read from its columns whose entries carry structured metadata, which joins their
+    /// labels: each entry is a sample worth 1 or its line length, of the series of the stream's
+    /// labels and its metadata. Those labels are resolved by the extractor once per distinct
+    /// metadata of the block (a handful: `detected_level` and the like), not once per entry.
+    fn metadata_block(
+        &mut self,
+        partial: &mut Partial,
+        cols: &BlockColumns,
+        range: Range<usize>,
+    ) -> Result<(), EvalError> {
+        let bytes = self.scan.kind == Kind::Bytes;
+        let mut series: HashMap<&[(u32, u32)], usize> = HashMap::new();
+        let mut md = Vec::new();
+        let ts = cols.timestamps();
+        for i in range {
+            let t = ts[i];
+            let Some((lo, hi)) = self.locator.locate(t) else { continue };
+            let ids = cols.metadata_ids(i);
+            let s = match series.get(ids) {
+                Some(&s) => s,
+                None => {
+                    md.clear();
+                    md.extend(cols.metadata_pairs(i));
+                    let ex = self.extractor.get_or_insert_with(|| self.scan.extractor.for_stream(&self.stream.labels));
+                    // No stages: the labels do not depend on the line, nor is any entry dropped.
+                    let Some((_, labels)) = ex.process(t, b"", &md) else { continue };
+                    let (hash, all) = (labels.hash, labels.all.clone());
+                    let s = self.series_of(partial, hash, &all, lo)?;
+                    series.insert(ids, s);
+                    s
+                }
+            };
+            let v = if bytes { cols.line_len(i) as f64 } else { 1.0 };
+            partial.acc.add(s, t, v, lo, hi);
+        }
+        Ok(())
+    }
+
+    /// The series of result labels `all` (whose hash is `hash`), through the unit's cache.
+    #[inline]
+    fn series_of(
+        &mut self,
+        partial: &mut Partial,
+        hash: u64,
+        all: &SharedLabels,
+        lo: usize,
+    ) -> Result<usize, EvalError> {
+        if let Some((h, s)) = self.last
+            && h == hash
+        {
+            return Ok(s);
+        }
+        let s = match self.cache.get(&hash) {
+            Some(&s) => s,
+            None => {
+                let s = resolve_series(self.scan, partial, all, lo)?;
+                self.cache.insert(hash, s);
+                s
+            }
+        };
+        self.last = Some((hash, s));
+        Ok(s)
+    }
+
     /// Runs entry `i` of `block` through the extractor and folds its sample.
     #[inline]
     fn entry<'b>(
@@ -332,19 +400,10 @@ impl UnitRun<'_> {
         let hash = labels.hash;
         let s = match self.last {
             Some((h, s)) if h == hash => s,
-            _ => match self.cache.get(&hash) {
-                Some(&s) => {
-                    self.last = Some((hash, s));
-                    s
-                }
-                None => {
-                    let all = labels.all.clone();
-                    let s = resolve_series(self.scan, partial, &all, lo)?;
-                    self.cache.insert(hash, s);
-                    self.last = Some((hash, s));
-                    s
-                }
-            },
+            _ => {
+                let all = labels.all.clone();
+                self.series_of(partial, hash, &all, lo)?
+            }
         };
         partial.acc.add(s, t, value, lo, hi);
         Ok(())

@@ -19,8 +19,18 @@ use super::tests::*;
 
 const OPS: [&str; 4] = ["count_over_time", "rate", "bytes_over_time", "bytes_rate"];
 
-/// A test entry: seconds, line, whether it has structured metadata.
-type TestEntry = (f64, String, bool);
+/// A test entry: seconds, line, which structured metadata it has ([`metadata`]).
+type TestEntry = (f64, String, u8);
+
+/// Structured metadata variant `k`: none, one of two levels, or a level and a trace id.
+fn metadata(k: u8) -> Vec<Label> {
+    match k {
+        0 => Vec::new(),
+        1 => vec![Label::new("level", "info")],
+        2 => vec![Label::new("level", "error")],
+        _ => vec![Label::new("level", "error"), Label::new("trace", "x")],
+    }
+}
 
 /// A source over chunks with cut format-2 blocks (and a head), one per `(labels, entries)`.
 fn chunk_source(streams: &[(&str, Vec<TestEntry>)], block_size: usize) -> Arc<dyn LogSource> {
@@ -29,8 +39,7 @@ fn chunk_source(streams: &[(&str, Vec<TestEntry>)], block_size: usize) -> Arc<dy
         .map(|(l, entries)| {
             let mut c = MemChunk::new(Codec::Lz4, block_size);
             for (t, line, md) in entries {
-                let md = if *md { vec![Label::new("trace", "x")] } else { Vec::new() };
-                c.append((t * S as f64) as i64, line.as_bytes(), &md).expect("append");
+                c.append((t * S as f64) as i64, line.as_bytes(), &metadata(*md)).expect("append");
             }
             (Arc::new(Labels::parse(l).expect("labels").sorted()), c)
         })
@@ -44,6 +53,10 @@ fn both_paths(src: &Arc<dyn LogSource>, op: &str, range_s: u32, (start, end, ste
     let columns = range(src, &format!(r#"{op}({{app=~"a|b"}}[{range_s}s])"#), start, end, step);
     let lines = range(src, &format!(r#"{op}({{app=~"a|b"}} |= "" [{range_s}s])"#), start, end, step);
     assert_eq!(columns, lines, "{op} over {range_s}s");
+    // Grouped by a metadata label, which only the metadata column tells.
+    let columns = range(src, &format!(r#"sum by (level) ({op}({{app=~"a|b"}}[{range_s}s]))"#), start, end, step);
+    let lines = range(src, &format!(r#"sum by (level) ({op}({{app=~"a|b"}} |= "" [{range_s}s]))"#), start, end, step);
+    assert_eq!(columns, lines, "{op} over {range_s}s by level");
 }
 
 proptest! {
@@ -51,12 +64,12 @@ proptest! {
 
     #[test]
     fn the_column_path_gives_the_line_path_results(
-        a in prop::collection::vec((0u32..600, "[a-z0-9 =]{0,40}", prop::bool::weighted(0.1)), 1..300),
-        b in prop::collection::vec((0u32..600, "[a-z0-9 =]{0,40}", prop::bool::weighted(0.0)), 0..100),
+        a in prop::collection::vec((0u32..600, "[a-z0-9 =]{0,40}", prop_oneof![6 => Just(0u8), 4 => 1u8..4]), 1..300),
+        b in prop::collection::vec((0u32..600, "[a-z0-9 =]{0,40}", Just(0u8)), 0..100),
         block_size in 128usize..4096,
         range_s in 1u32..120,
     ) {
-        let conv = |v: &[(u32, String, bool)]| -> Vec<TestEntry> {
+        let conv = |v: &[(u32, String, u8)]| -> Vec<TestEntry> {
             v.iter().map(|(t, l, m)| (f64::from(*t) / 2.0, l.clone(), *m)).collect()
         };
         let src = chunk_source(&[(r#"{app="a"}"#, conv(&a)), (r#"{app="b"}"#, conv(&b))], block_size);
@@ -81,11 +94,17 @@ impl LogSource for DamagedLines {
     }
 }
 
-#[test]
-fn the_column_path_reads_no_line_bytes() {
+/// Blocks of 400 lines, 4 a second, with format-2 line sections damaged; with `metadata`, every
+/// entry has a `level` of structured metadata, `error` for one in four.
+fn damaged_lines(metadata: bool) -> Arc<dyn LogSource> {
     let mut c = MemChunk::new(Codec::Zstd, 2048);
     for i in 0..400i64 {
-        c.append(i * S / 4, format!("level=info n={i} msg=\"some words here\"").as_bytes(), &[]).expect("append");
+        let md = match (metadata, i % 4) {
+            (false, _) => vec![],
+            (true, 0) => vec![Label::new("level", "error")],
+            (true, _) => vec![Label::new("level", "info")],
+        };
+        c.append(i * S / 4, format!("level=info n={i} msg=\"some words here\"").as_bytes(), &md).expect("append");
     }
     c.close();
     let handles: Vec<BlockHandle> = c
@@ -101,8 +120,12 @@ fn the_column_path_reads_no_line_bytes() {
         })
         .collect();
     assert!(handles.len() > 3);
-    let src: Arc<dyn LogSource> =
-        Arc::new(DamagedLines(vec![(Arc::new(Labels::parse(r#"{app="a"}"#).expect("labels").sorted()), handles)]));
+    Arc::new(DamagedLines(vec![(Arc::new(Labels::parse(r#"{app="a"}"#).expect("labels").sorted()), handles)]))
+}
+
+#[test]
+fn the_column_path_reads_no_line_bytes() {
+    let src = damaged_lines(false);
     let want = all(4.0 * 60.0, 1);
     assert_eq!(
         range(&src, r#"count_over_time({app="a"}[1m])"#, 60.0, 60.0, 1.0),
@@ -116,11 +139,25 @@ fn the_column_path_reads_no_line_bytes() {
 }
 
 #[test]
+fn the_column_path_reads_metadata_without_line_bytes() {
+    let src = damaged_lines(true);
+    assert_eq!(
+        range(&src, r#"count_over_time({app="a"}[1m])"#, 60.0, 60.0, 1.0),
+        vec![
+            (r#"{app="a", level="error"}"#.to_string(), all(60.0, 1)),
+            (r#"{app="a", level="info"}"#.to_string(), all(3.0 * 60.0, 1)),
+        ]
+    );
+    let by_level = range(&src, r#"sum by (level) (bytes_over_time({app="a"}[100s]))"#, 100.0, 100.0, 1.0);
+    assert_eq!(by_level.len(), 2, "{by_level:?}");
+    let err = error(&src, r#"count_over_time({app="a"} |= "" [1m])"#, params_range(60.0, 60.0, 1.0));
+    assert!(matches!(err, EvalError::Storage(_)), "{err:?}");
+}
+
+#[test]
 fn needle_skips_keep_metric_results() {
     let lines: Vec<TestEntry> = (0..2000u32)
-        .map(|i| {
-            (f64::from(i) / 10.0, format!("level=info trace_id={:016x}{i:08} msg=\"done\"", u64::from(i) * 31), false)
-        })
+        .map(|i| (f64::from(i) / 10.0, format!("level=info trace_id={:016x}{i:08} msg=\"done\"", u64::from(i) * 31), 0))
         .collect();
     let wanted = format!("{:016x}{:08}", 777u64 * 31, 777);
     let src = chunk_source(&[(r#"{app="a"}"#, lines)], 4096);
