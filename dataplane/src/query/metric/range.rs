@@ -40,6 +40,9 @@ pub(crate) struct Leaf {
 /// taking the process down.
 const MAX_CELLS: usize = 1 << 24;
 
+/// Distinct structured metadata of a block remembered with their series by the column path.
+const MAX_METADATA_VARIANTS: usize = 16;
+
 /// Most blocks in one work unit of a stream whose blocks do not overlap.
 const MAX_BLOCKS_PER_UNIT: usize = 16;
 
@@ -320,15 +323,17 @@ impl UnitRun<'_> {
         range: Range<usize>,
     ) -> Result<(), EvalError> {
         let bytes = self.scan.kind == Kind::Bytes;
-        let mut series: HashMap<&[(u32, u32)], usize> = HashMap::new();
+        // Distinct metadata of the block and its series: a short list searched in order (a
+        // block has a handful, and hashing every entry's ids cost a fifth of `bytes_rate`).
+        let mut series: Vec<(&[(u32, u32)], usize)> = Vec::new();
         let mut md = Vec::new();
         let ts = cols.timestamps();
         for i in range {
             let t = ts[i];
             let Some((lo, hi)) = self.locator.locate(t) else { continue };
             let ids = cols.metadata_ids(i);
-            let s = match series.get(ids) {
-                Some(&s) => s,
+            let s = match series.iter().find(|(known, _)| *known == ids) {
+                Some(&(_, s)) => s,
                 None => {
                     md.clear();
                     md.extend(cols.metadata_pairs(i));
@@ -337,7 +342,11 @@ impl UnitRun<'_> {
                     let Some((_, labels)) = ex.process(t, b"", &md) else { continue };
                     let (hash, all) = (labels.hash, labels.all.clone());
                     let s = self.series_of(partial, hash, &all, lo)?;
-                    series.insert(ids, s);
+                    // Metadata unique to each entry (a trace id) would make the list long:
+                    // those entries are resolved by the extractor's own cache instead.
+                    if series.len() < MAX_METADATA_VARIANTS {
+                        series.push((ids, s));
+                    }
                     s
                 }
             };

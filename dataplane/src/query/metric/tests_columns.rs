@@ -79,6 +79,30 @@ proptest! {
     }
 }
 
+#[test]
+fn metadata_unique_to_each_entry_gives_the_line_path_results() {
+    // More distinct metadata per block than the column path remembers.
+    let mut c = MemChunk::new(Codec::Zstd, 1 << 16);
+    for i in 0..600i64 {
+        let md = vec![
+            Label::new("level", if i % 3 == 0 { "error" } else { "info" }),
+            Label::new("span", format!("{}", i % 50)),
+        ];
+        c.append(i * S / 2, format!("line {i}").as_bytes(), &md).expect("append");
+    }
+    c.close();
+    let src: Arc<dyn LogSource> = Arc::new(MemorySource::from_chunks(vec![(
+        Arc::new(Labels::parse(r#"{app="a"}"#).expect("labels").sorted()),
+        c,
+    )]));
+    for op in OPS {
+        both_paths(&src, op, 30, (0.0, 300.0, 15.0));
+    }
+    let series = range(&src, r#"count_over_time({app="a"}[5m])"#, 300.0, 300.0, 1.0);
+    let distinct: std::collections::HashSet<(bool, i64)> = (1..=600).map(|i| (i % 3 == 0, i % 50)).collect();
+    assert_eq!(series.len(), distinct.len(), "one series per level and span: {series:?}");
+}
+
 /// Hands out the blocks of its chunks with every format-2 line section damaged.
 struct DamagedLines(Vec<(Arc<Labels>, Vec<BlockHandle>)>);
 
