@@ -428,10 +428,7 @@ impl BlockColumns {
     /// a block whose metadata was not read. Panics if `i >= len()`.
     pub fn metadata_pairs(&self, i: usize) -> impl Iterator<Item = (&str, &str)> + '_ {
         assert!(i < self.len(), "entry {i} out of range");
-        self.metadata
-            .as_deref()
-            .into_iter()
-            .flat_map(move |md| md.pairs_of(i).iter().map(move |&(n, v)| (md.symbol(n), md.symbol(v))))
+        named_pairs(self.metadata.as_deref(), i)
     }
 
     /// The symbol ids of entry `i`'s metadata pairs: equal slices are equal metadata, within
@@ -571,10 +568,7 @@ impl DecodedBlock {
     /// allocating. Panics if `i >= len()`.
     pub fn metadata_pairs(&self, i: usize) -> impl Iterator<Item = (&str, &str)> + '_ {
         assert!(i < self.len(), "entry {i} out of range");
-        self.metadata
-            .as_deref()
-            .into_iter()
-            .flat_map(move |md| md.pairs_of(i).iter().map(move |&(n, v)| (md.symbol(n), md.symbol(v))))
+        named_pairs(self.metadata.as_deref(), i)
     }
 
     /// The structured metadata of entry `i`; allocates only when the entry has some.
@@ -608,6 +602,11 @@ impl DecodedBlock {
                 && self.metadata_pairs(i).eq(metadata.iter().map(|l| (l.name.as_str(), l.value.as_str())))
         })
     }
+}
+
+/// The (name, value) pairs of entry `i` in a block's metadata column; none without one.
+fn named_pairs(md: Option<&MetadataColumn>, i: usize) -> impl Iterator<Item = (&str, &str)> + '_ {
+    md.into_iter().flat_map(move |md| md.pairs_of(i).iter().map(move |&(n, v)| (md.symbol(n), md.symbol(v))))
 }
 
 impl MetadataColumn {
