@@ -418,12 +418,6 @@ impl BlockColumns {
         self.has_metadata
     }
 
-    /// Whether every entry's structured metadata is here ([`metadata_pairs`](Self::metadata_pairs)):
-    /// the block has none, or its metadata column was read with the others.
-    pub fn has_every_label(&self) -> bool {
-        !self.has_metadata || self.metadata.is_some()
-    }
-
     /// The structured metadata of entry `i` as (name, value) pairs, in stored order; empty for
     /// a block whose metadata was not read. Panics if `i >= len()`.
     pub fn metadata_pairs(&self, i: usize) -> impl Iterator<Item = (&str, &str)> + '_ {

@@ -37,18 +37,12 @@ pub struct ChunkCacheConfig {
 }
 
 /// `chunk_store_config.needle_cache_config`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NeedleCacheConfig {
-    /// The in-process cache: on by default (100 MB per querier, about 3 GB of chunks' indexes;
-    /// entries live a day, chunks never change).
+    /// The in-process cache: on by default (100 MB per querier, the indexes of about 3 GB of
+    /// chunks; entries live an hour, like every embedded cache's).
     pub embedded_cache: EmbeddedCacheConfig,
-}
-
-impl Default for NeedleCacheConfig {
-    fn default() -> Self {
-        Self { embedded_cache: EmbeddedCacheConfig { ttl: crate::config::units::Dur::hours(24), ..Default::default() } }
-    }
 }
 
 /// The needle indexes of chunks the querier has read ([`Chunk::needles`]), by object key: a
