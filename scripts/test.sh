@@ -12,7 +12,7 @@
 #     of the OTLP ingestion test (NORN_OTEL_PYTHON).
 #   - kube-apiserver, kube-controller-manager and their etcd, built from Kubernetes' Go modules by
 #     e2e/control-plane/build.sh (needs go; cached in ~/.cache/norn/control-plane, keyed by
-#     version, so only the first run builds: about 13 minutes on two cores), for the operator's
+#     version, so only the first run builds: 8 to 13 minutes on two cores), for the operator's
 #     end-to-end tests on a real control plane (NORN_KUBE_APISERVER, NORN_KUBE_CONTROLLER_MANAGER,
 #     NORN_KUBE_ETCD). openssl (Debian openssl) makes their service-account keys.
 # Then checks formatting and lints, and runs every test of the workspace.
