@@ -249,9 +249,7 @@ impl Chunk {
     pub fn iter(&self, from: i64, through: i64, direction: Direction) -> EntryIter {
         ChunkReader::iter(self, from, through, direction)
     }
-}
 
-impl Chunk {
     /// The needle indexes and time bounds of the chunk's blocks, copied out of it (it can be
     /// dropped): what a querier keeps to rule the chunk out of a search without fetching it.
     pub fn needles(&self) -> ChunkNeedles {

@@ -356,7 +356,8 @@ impl UnitRun<'_> {
         Ok(())
     }
 
-    /// The series of result labels `all` (whose hash is `hash`), through the unit's cache.
+    /// The series of result labels `all` (whose hash is `hash`), through the unit's cache; it
+    /// becomes `last`, which [`entry`](Self::entry) checks before cloning the labels to call this.
     #[inline]
     fn series_of(
         &mut self,
@@ -365,11 +366,6 @@ impl UnitRun<'_> {
         all: &SharedLabels,
         lo: usize,
     ) -> Result<usize, EvalError> {
-        if let Some((h, s)) = self.last
-            && h == hash
-        {
-            return Ok(s);
-        }
         let s = match self.cache.get(&hash) {
             Some(&s) => s,
             None => {
